@@ -1,0 +1,67 @@
+"""The `edgesplit` console script: one Typer app, one thin sub-module per command.
+
+Run: edgesplit --help
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from edgesplit.cli import (
+    bench_cmd,
+    certs_cmd,
+    demo_cmd,
+    generate_cmd,
+    model_cmd,
+    plan_cmd,
+    services_cmd,
+)
+from edgesplit.errors import EdgesplitError
+
+app = typer.Typer(
+    name="edgesplit",
+    help="Adaptive split inference of LLMs across edge, MEC and cloud nodes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+
+@app.callback()
+def root() -> None:
+    """edgesplit: split an LLM across edge, MEC and cloud nodes, and keep re-deciding the split."""
+
+
+@app.command()
+def version() -> None:
+    """Print the edgesplit version."""
+    from edgesplit import __version__
+
+    typer.echo(__version__)
+
+
+for module in (model_cmd, generate_cmd, plan_cmd, services_cmd, bench_cmd, demo_cmd, certs_cmd):
+    module.register(app)
+
+
+def fail(message: str, exit_code: int = 2) -> None:
+    """Print a one-line error naming what is wrong and exit; no traceback."""
+    print(f"edgesplit: error: {message}", file=sys.stderr)
+    raise SystemExit(exit_code)
+
+
+def main() -> None:
+    """Console-script entry: usage errors exit 2 (Typer); edgesplit errors print one line."""
+    try:
+        app()
+    except EdgesplitError as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Discrete-event simulator running the real planner and controller at scale."""

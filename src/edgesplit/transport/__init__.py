@@ -1,0 +1,1 @@
+"""How activations move: one SegmentClient interface, in-process and gRPC implementations."""
