@@ -31,7 +31,7 @@ class Measurement:
     @property
     def p99_s(self) -> float:
         ordered = sorted(self.samples_s)
-        return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
 def measure(name: str, fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> Measurement:

@@ -15,6 +15,7 @@ from edgesplit.cli import (
     demo_cmd,
     generate_cmd,
     model_cmd,
+    node_cmd,
     plan_cmd,
     services_cmd,
 )
@@ -27,7 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
 
 
 @app.callback()
@@ -43,7 +43,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (model_cmd, generate_cmd, plan_cmd, services_cmd, bench_cmd, demo_cmd, certs_cmd):
+for module in (model_cmd, generate_cmd, plan_cmd, node_cmd, services_cmd, bench_cmd, demo_cmd, certs_cmd):
     module.register(app)
 
 

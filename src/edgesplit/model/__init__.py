@@ -1,1 +1,1 @@
-"""A Hugging Face decoder-only checkpoint seen as blocks and segments. Pure torch; knows nothing of sockets."""
+"""A Hugging Face decoder-only checkpoint seen as blocks and segments. Pure torch; no sockets."""
