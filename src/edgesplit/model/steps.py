@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from edgesplit.errors import SessionError
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -43,9 +45,19 @@ class SegmentStep:
 
 @dataclass(frozen=True)
 class SegmentOutput:
-    """A segment's output for one session: hidden states (T, D), or the sampled next token."""
+    """A segment's output for one session: hidden states (T, D), or the sampled next token.
+
+    ``logits`` (T, V) only when the step asked for them. ``error`` is set instead of any output
+    when this session's step failed (bad tensor, unknown session, position mismatch): one session's
+    failure never fails the other sessions of the same batch.
+    """
 
     session_id: str
     hidden: torch.Tensor | None = None
     token_id: int | None = None
     logits: torch.Tensor | None = None
+    error: SessionError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
