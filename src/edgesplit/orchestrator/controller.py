@@ -1,0 +1,473 @@
+"""The adaptive orchestrator's decision loop (Algorithm 1): triggers → migrate or re-split → guards.
+
+Owns the current plan, the epoch counter, the cool-down and the lifecycle. Time comes in as ``now``
+and the planner is injected, so the controller runs identically under a fake clock, the simulator and
+the ``edgesplit orchestrator`` process. Signing and broadcasting are the caller's job.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any, Literal, Protocol
+
+from edgesplit.orchestrator.events import (
+    Action,
+    CandidateKind,
+    CandidateRecord,
+    DecisionEvent,
+    Outcome,
+    TriggerFiring,
+)
+from edgesplit.orchestrator.move_cost import MoveSettings, move_cost, net_benefit
+from edgesplit.orchestrator.plans import Plan, boundaries_of
+from edgesplit.orchestrator.problem_builder import BlockCost, ClusterFacts, build_problem
+from edgesplit.orchestrator.profiler import (
+    CapacityProfiler,
+    EnvironmentState,
+    LatencyObservation,
+    LinkObservation,
+    NodeTelemetry,
+    WorkloadObservation,
+)
+from edgesplit.orchestrator.triggers import (
+    Hysteresis,
+    PlanView,
+    Thresholds,
+    TriggerState,
+    should_reconfigure,
+)
+
+Problem = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The cost model's view of one assignment under E(t) (DESIGN §4.2, in seconds)."""
+
+    latency_s: float
+    utilization: float
+    privacy: int
+    phi: float
+    feasible: bool
+
+
+class PlanFn(Protocol):
+    """The split-revision call: best assignment, or None when infeasible. ``fixed_boundaries`` pins
+    the cut points (migration only); ``current`` lets the planner prefer staying put on ties."""
+
+    def __call__(
+        self, problem: Problem, fixed_boundaries: tuple[int, ...] | None, current: tuple[str, ...]
+    ) -> tuple[str, ...] | None: ...
+
+
+EvaluateFn = Callable[[Problem, tuple[str, ...]], Prediction]
+
+
+class EventSink(Protocol):
+    def append(self, event: DecisionEvent) -> int: ...
+
+    def update(self, event: DecisionEvent) -> None: ...
+
+
+class ControllerState(Enum):
+    CREATED = "created"  # no plan yet: bootstrap() or adopt() next
+    RUNNING = "running"  # monitoring on a committed plan
+    ROLLING_OUT = "rolling_out"  # a new epoch is being prepared/committed; no planning meanwhile
+    STOPPED = "stopped"  # terminal
+
+
+_ALLOWED = {
+    ControllerState.CREATED: {ControllerState.RUNNING, ControllerState.ROLLING_OUT, ControllerState.STOPPED},
+    ControllerState.RUNNING: {ControllerState.ROLLING_OUT, ControllerState.STOPPED},
+    ControllerState.ROLLING_OUT: {ControllerState.RUNNING, ControllerState.STOPPED},
+    ControllerState.STOPPED: set(),
+}
+
+
+class IllegalTransitionError(RuntimeError):
+    """A controller method was called in a state where it makes no sense (a caller bug)."""
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    thresholds: Thresholds = Thresholds()
+    hysteresis: Hysteresis = Hysteresis()
+    move: MoveSettings = MoveSettings()
+    min_relative_gain: float = 0.10
+    """A non-urgent change must cut predicted latency by this fraction, or fix a missed target."""
+    replan_interval_s: float = 10.0
+    """While a trigger stays active without a change, re-plan at most this often."""
+    heartbeat_timeout_s: float = 5.0
+    failed_node_exclusion_s: float = 60.0
+    """A node that failed a prepare is left out of plans this long (unless it is the only way)."""
+    settle_s: float = 5.0
+    """After a commit, wait this long before recording the measured latency against the prediction."""
+    privacy_default: Literal["high", "none"] = "none"
+    """Privacy mode of the problem when no privacy-high request is pending."""
+
+
+@dataclass(frozen=True)
+class MonitoringInputs:
+    """Everything that arrived since the last cycle."""
+
+    reports: Sequence[NodeTelemetry] = ()
+    links: Sequence[LinkObservation] = ()
+    latencies: Sequence[LatencyObservation] = ()
+    workload: WorkloadObservation | None = None
+    pending_privacy_high: int = 0
+    failed_nodes: frozenset[str] = frozenset()
+    """Nodes the gateway saw fail a step (faster than waiting for missed heartbeats)."""
+
+
+@dataclass
+class _Rollout:
+    plan: Plan
+    event_id: int
+    started_s: float
+    commit_at_s: float | None = None
+
+
+class AdaptiveController:
+    """Algorithm 1 as one ``tick(now, inputs)`` per monitoring cycle Δt."""
+
+    def __init__(
+        self,
+        blocks: Sequence[BlockCost],
+        facts: ClusterFacts,
+        plan_fn: PlanFn,
+        evaluate_fn: EvaluateFn,
+        sink: EventSink,
+        settings: ControllerSettings | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.blocks = tuple(blocks)
+        self.facts = facts
+        self.settings = settings or ControllerSettings()
+        self.profiler = CapacityProfiler({i: b.decode_s for i, b in enumerate(self.blocks)})
+        self._plan_fn = plan_fn
+        self._evaluate = evaluate_fn
+        self._sink = sink
+        self._timer = timer
+        self.state = ControllerState.CREATED
+        self.plan: Plan | None = None
+        self.highest_epoch = 0
+        self.last_change_s = -math.inf
+        self._last_plan_s = -math.inf
+        self._triggers = TriggerState()
+        self._failed: dict[str, float] = {}
+        self._rollout: _Rollout | None = None
+        self._measuring: tuple[int, float, DecisionEvent] | None = None
+        self._view = PlanView(
+            (),
+            facts.source,
+            {n.node_id: n.trusted for n in facts.nodes},
+            frozenset(i for i, b in enumerate(self.blocks) if b.privacy),
+        )
+
+    def _move_to(self, new: ControllerState) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise IllegalTransitionError(f"controller cannot go from {self.state.value} to {new.value}")
+        self.state = new
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def adopt(self, plan: Plan, highest_epoch: int | None = None) -> None:
+        """Continue with a plan already serving (restart: the stored plan or what the nodes report)."""
+        self._move_to(ControllerState.RUNNING)
+        self.plan = plan
+        self.highest_epoch = max(plan.epoch, highest_epoch or 0)
+        self._view = replace(self._view, assignment=plan.assignment)
+        self.profiler.on_epoch_committed(plan.epoch)
+
+    def bootstrap(self, now: float, inputs: MonitoringInputs = MonitoringInputs()) -> DecisionEvent:
+        """Algorithm 1's initial deployment: plan from scratch on what has been measured so far."""
+        if self.state is not ControllerState.CREATED:
+            raise IllegalTransitionError(f"bootstrap only from created, not {self.state.value}")
+        env = self._ingest(now, inputs)
+        problem = self._problem(env, inputs, self._dead(now, env))
+        started = self._timer()
+        assignment = self._plan_fn(problem, None, ())
+        planning_s = self._timer() - started
+        if assignment is None:
+            event = DecisionEvent(
+                now, 0, Action.KEEP, "no feasible initial plan", phases={"planning": planning_s}
+            )
+            return self._record(event)
+        pred = self._evaluate(problem, assignment)
+        chosen = CandidateRecord(
+            CandidateKind.RESPLIT, assignment, True, pred.latency_s, pred.utilization, True
+        )
+        return self._begin_rollout(now, env, (), [chosen], chosen, "initial deployment", planning_s)
+
+    def stop(self) -> None:
+        self._move_to(ControllerState.STOPPED)
+
+    def on_committed(
+        self, epoch: int, now: float, prepare_s: float = 0.0, commit_s: float = 0.0
+    ) -> DecisionEvent:
+        """The broadcaster committed ``epoch`` on every node: it is now the plan."""
+        rollout = self._expect_rollout(epoch)
+        self._move_to(ControllerState.RUNNING)
+        self.plan = rollout.plan
+        self._view = replace(self._view, assignment=rollout.plan.assignment)
+        self.profiler.on_epoch_committed(epoch)
+        self._rollout = None
+        event = self._finish(rollout, Outcome.COMMITTED, prepare_s, commit_s)
+        self._measuring = (epoch, now + self.settings.settle_s, event)
+        return event
+
+    def on_aborted(
+        self, epoch: int, now: float, failed_nodes: frozenset[str] = frozenset(), prepare_s: float = 0.0
+    ) -> DecisionEvent:
+        """Prepare failed or timed out: stay on the old plan, leave the failed nodes out for a while."""
+        rollout = self._expect_rollout(epoch)
+        self._move_to(ControllerState.RUNNING)
+        self._rollout = None
+        for node in failed_nodes:
+            self._failed[node] = now
+        # A failed attempt is not a change: do not let it hold back the retry by the cool-down.
+        self.last_change_s = self._last_committed_change_s
+        return self._finish(rollout, Outcome.ABORTED, prepare_s, 0.0)
+
+    def _expect_rollout(self, epoch: int) -> _Rollout:
+        if self._rollout is None or self._rollout.plan.epoch != epoch:
+            pending = None if self._rollout is None else self._rollout.plan.epoch
+            raise IllegalTransitionError(f"epoch {epoch} is not being rolled out (pending: {pending})")
+        return self._rollout
+
+    def _finish(
+        self, rollout: _Rollout, outcome: Outcome, prepare_s: float, commit_s: float
+    ) -> DecisionEvent:
+        base = self._pending_event
+        event = replace(
+            base, outcome=outcome, phases={**base.phases, "prepare": prepare_s, "commit": commit_s}
+        )
+        self._sink.update(event)
+        return event
+
+    # ---- the loop body ---------------------------------------------------------------------------
+
+    def tick(self, now: float, inputs: MonitoringInputs = MonitoringInputs()) -> DecisionEvent:
+        """One monitoring cycle. Returns the decision; notable ones (a trigger or a change) are logged."""
+        # 1) Collect what arrived and update the capacity profiles: E(t).
+        env = self._ingest(now, inputs)
+        self._record_measured_latency(now, env)
+        if self.state is not ControllerState.RUNNING or self.plan is None:
+            return DecisionEvent(now, self.highest_epoch, Action.KEEP, f"controller is {self.state.value}")
+        plan = self.plan
+        dead = self._dead(now, env)
+
+        # 2) ShouldReconfigure(E(t), Θ), with hysteresis state carried between cycles.
+        decision = should_reconfigure(
+            env,
+            self.settings.thresholds,
+            self._view,
+            self._triggers,
+            inputs.pending_privacy_high,
+            dead,
+            self.settings.hysteresis,
+        )
+        self._triggers = decision.state
+        triggers = decision.firing
+        if not decision.reconfigure:
+            return DecisionEvent(now, plan.epoch, Action.KEEP, "no trigger")
+
+        # 3) Rate limits: cool-down since the last change, and no re-planning every cycle on a
+        #    trigger that stays active. Privacy violations and node loss skip both.
+        urgent = decision.urgent
+        since_change = now - self.last_change_s
+        if not urgent and since_change < self.settings.thresholds.cooldown_s:
+            left = self.settings.thresholds.cooldown_s - since_change
+            return self._record(
+                DecisionEvent(now, plan.epoch, Action.KEEP, f"cool-down: {left:.1f} s left", triggers)
+            )
+        if (
+            not urgent
+            and not decision.newly_fired
+            and now - self._last_plan_s < self.settings.replan_interval_s
+        ):
+            return DecisionEvent(
+                now, plan.epoch, Action.KEEP, "trigger still active; re-planned recently", triggers
+            )
+
+        # 4) Plan: migration only (current boundaries) first; re-split if that misses constraints or targets.
+        self._last_plan_s = now
+        started = self._timer()
+        problem = self._problem(env, inputs, dead)
+        keep = self._candidate(CandidateKind.KEEP, problem, plan.assignment, dead)
+        migrate = self._solve(
+            CandidateKind.MIGRATE, problem, boundaries_of(plan.assignment), plan.assignment, dead
+        )
+        options = [c for c in (migrate,) if c is not None]
+        if migrate is None or not migrate.meets_targets:
+            resplit = self._solve(CandidateKind.RESPLIT, problem, None, plan.assignment, dead)
+            options += [c for c in (resplit,) if c is not None]
+        planning_s = self._timer() - started
+
+        # 5) Guards: is it a change, and does its gain over the horizon pay for moving?
+        speed = {n["id"]: float(n["speed"]) for n in problem["nodes"]}
+        judged = [self._judge(c, keep, env, plan.assignment, speed, urgent) for c in options]
+        records = [keep, *judged]
+        chosen = next((c for c in judged if c.note == "accepted"), None)
+        if chosen is None:
+            reason = (
+                "; ".join(f"{c.kind.value}: {c.note}" for c in judged) or "planner found no feasible plan"
+            )
+            event = DecisionEvent(
+                now,
+                plan.epoch,
+                Action.KEEP,
+                reason,
+                triggers,
+                tuple(records),
+                predicted_latency_s=keep.predicted_latency_s,
+                phases={"planning": planning_s},
+            )
+            return self._record(event)
+        why = ", ".join(f.kind.value for f in triggers)
+        return self._begin_rollout(
+            now, env, triggers, records, chosen, f"{chosen.kind.value} on {why}", planning_s
+        )
+
+    # ---- pieces ----------------------------------------------------------------------------------
+
+    def _ingest(self, now: float, inputs: MonitoringInputs) -> EnvironmentState:
+        for report in inputs.reports:
+            self.profiler.add_node_report(report, now)
+        for obs in inputs.links:
+            self.profiler.add_link_observation(obs, now)
+        for lat in inputs.latencies:
+            self.profiler.add_latency(lat)
+        if inputs.workload is not None:
+            self.profiler.set_workload(inputs.workload)
+        for node in inputs.failed_nodes:
+            self._failed[node] = now
+        return self.profiler.snapshot(now)
+
+    def _dead(self, now: float, env: EnvironmentState) -> frozenset[str]:
+        known = {n.node_id for n in self.facts.nodes}
+        silent = env.dead_nodes(now, self.settings.heartbeat_timeout_s)
+        # Once telemetry flows, a declared node that never reported is as good as absent.
+        never = {n for n in known if n not in env.nodes} if env.nodes else set()
+        failed = {n for n, at in self._failed.items() if now - at < self.settings.failed_node_exclusion_s}
+        return frozenset((silent | never | failed) & known)
+
+    def _problem(self, env: EnvironmentState, inputs: MonitoringInputs, dead: frozenset[str]) -> Problem:
+        mode: Literal["high", "none"] = (
+            "high" if inputs.pending_privacy_high > 0 else self.settings.privacy_default
+        )
+        return build_problem(env, self.blocks, self.facts, privacy=mode, exclude=dead)
+
+    def _candidate(
+        self, kind: CandidateKind, problem: Problem, assignment: tuple[str, ...], dead: frozenset[str]
+    ) -> CandidateRecord:
+        if set(assignment) & dead:
+            return CandidateRecord(kind, assignment, False, note="uses a lost node")
+        pred = self._evaluate(problem, assignment)
+        th = self.settings.thresholds
+        meets = (
+            pred.feasible and pred.latency_s <= th.latency_max_s and pred.utilization <= th.utilization_max
+        )
+        return CandidateRecord(kind, assignment, pred.feasible, pred.latency_s, pred.utilization, meets)
+
+    def _solve(
+        self,
+        kind: CandidateKind,
+        problem: Problem,
+        fixed: tuple[int, ...] | None,
+        current: tuple[str, ...],
+        dead: frozenset[str],
+    ) -> CandidateRecord | None:
+        assignment = self._plan_fn(problem, fixed, current)
+        return None if assignment is None else self._candidate(kind, problem, tuple(assignment), dead)
+
+    def _judge(
+        self,
+        cand: CandidateRecord,
+        keep: CandidateRecord,
+        env: EnvironmentState,
+        current: tuple[str, ...],
+        speed: Mapping[str, float],
+        urgent: bool,
+    ) -> CandidateRecord:
+        if not cand.feasible:
+            return replace(cand, note="infeasible")
+        if cand.assignment == current:
+            return replace(cand, note="same as the current plan")
+        cost = move_cost(env, self.blocks, current, cand.assignment, self.settings.move, dict(speed))
+        moved = replace(cand, move_bytes=cost.download_bytes + cost.load_bytes, move_s=cost.move_s)
+        if urgent or not keep.feasible:
+            return replace(moved, cost_s=cost.reprefill_s, note="accepted")
+        assert keep.predicted_latency_s is not None and cand.predicted_latency_s is not None
+        benefit = net_benefit(
+            keep.predicted_latency_s, cand.predicted_latency_s, env.tokens_per_s, cost, self.settings.move
+        )
+        moved = replace(moved, gain_s=benefit.gain_s, cost_s=benefit.cost_s)
+        relative = (
+            1 - cand.predicted_latency_s / keep.predicted_latency_s if keep.predicted_latency_s > 0 else 0.0
+        )
+        fixes_target = cand.meets_targets and not keep.meets_targets
+        if relative < self.settings.min_relative_gain and not fixes_target:
+            return replace(moved, note=f"gain {relative:.1%} below {self.settings.min_relative_gain:.0%}")
+        if not benefit.pays:
+            return replace(
+                moved,
+                note=f"move does not pay: gain {benefit.gain_s:.2f} s < cost {benefit.cost_s:.2f} s "
+                f"(moving takes {cost.move_s:.1f} s of a {self.settings.move.horizon_s:.0f} s horizon)",
+            )
+        return replace(moved, note="accepted")
+
+    def _begin_rollout(
+        self,
+        now: float,
+        env: EnvironmentState,
+        triggers: tuple[TriggerFiring, ...],
+        records: list[CandidateRecord],
+        chosen: CandidateRecord,
+        reason: str,
+        planning_s: float,
+    ) -> DecisionEvent:
+        self._move_to(ControllerState.ROLLING_OUT)
+        self.highest_epoch += 1
+        new_plan = Plan(self.highest_epoch, chosen.assignment, predicted_latency_s=chosen.predicted_latency_s)
+        self._last_committed_change_s = self.last_change_s
+        self.last_change_s = now
+        event = DecisionEvent(
+            now,
+            0 if self.plan is None else self.plan.epoch,
+            Action.RECONFIGURE,
+            reason,
+            triggers,
+            tuple(records),
+            chosen,
+            new_plan.epoch,
+            predicted_latency_s=chosen.predicted_latency_s,
+            phases={"planning": planning_s},
+        )
+        event = self._record(event)
+        self._pending_event = event
+        self._rollout = _Rollout(new_plan, event.event_id or 0, now)
+        return event
+
+    @property
+    def pending_plan(self) -> Plan | None:
+        """The plan the caller must sign and roll out (prepare → commit), while ROLLING_OUT."""
+        return None if self._rollout is None else self._rollout.plan
+
+    def _record(self, event: DecisionEvent) -> DecisionEvent:
+        return replace(event, event_id=self._sink.append(event))
+
+    def _record_measured_latency(self, now: float, env: EnvironmentState) -> None:
+        if self._measuring is None or env.latency_s is None:
+            return
+        epoch, due_s, event = self._measuring
+        if now >= due_s and self.plan is not None and self.plan.epoch == epoch:
+            self._sink.update(replace(event, measured_latency_s=env.latency_s))
+            self._measuring = None
+
+    _last_committed_change_s: float = -math.inf
+    _pending_event: DecisionEvent
