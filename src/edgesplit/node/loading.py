@@ -1,0 +1,83 @@
+"""Where a node's segments come from: a checkpoint (or built-in) model, or a shard store.
+
+Loads on whatever thread calls it (the agent uses a side thread so serving goes on); owns no sessions.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from edgesplit.errors import ConfigError, ModelLoadError
+from edgesplit.node.segments import SegmentRunnerLike, SegmentShape
+
+
+class SegmentSource(Protocol):
+    """Builds the runner for blocks [start, end) and says what inputs it takes."""
+
+    def load(self, start: int, end: int) -> tuple[SegmentRunnerLike, SegmentShape]: ...
+
+
+def _param_bytes(block_model: Any, start: int, end: int) -> int:
+    total = 0
+    for index in range(start, end):
+        for tensor in block_model.block_state_dict(index).values():
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+class ModelSegmentSource:
+    """Segments cut from one checkpoint, loaded once per process and shared by its segments."""
+
+    def __init__(self, model: str) -> None:
+        self._spec = model
+        self._block_model: Any = None
+        self._lock = threading.Lock()
+
+    def _model(self) -> Any:
+        with self._lock:
+            if self._block_model is None:
+                from edgesplit.model.builtin import resolve_model
+                from edgesplit.model.loader import load_block_model
+
+                self._block_model = load_block_model(resolve_model(self._spec))
+            return self._block_model
+
+    def load(self, start: int, end: int) -> tuple[SegmentRunnerLike, SegmentShape]:
+        from edgesplit.model.segment import SegmentRunner
+
+        block_model = self._model()
+        runner = SegmentRunner(block_model, start, end)
+        shape = SegmentShape(
+            start, end, block_model.hidden_size, block_model.dtype, _param_bytes(block_model, start, end)
+        )
+        return runner, shape
+
+
+class ShardSegmentSource:
+    """Segments loaded block by block from a shard store (only the blocks a segment needs)."""
+
+    def __init__(self, shard_dir: Path) -> None:
+        self._shard_dir = shard_dir
+
+    def load(self, start: int, end: int) -> tuple[SegmentRunnerLike, SegmentShape]:
+        try:
+            from edgesplit.model.shards import load_segment_from_shards  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise ModelLoadError(f"this install cannot read shard stores yet ({self._shard_dir})") from exc
+        runner = load_segment_from_shards(self._shard_dir, start, end)
+        block_model = runner.block_model
+        shape = SegmentShape(
+            start, end, block_model.hidden_size, block_model.dtype, _param_bytes(block_model, start, end)
+        )
+        return runner, shape
+
+
+def source_for(model: str | None, shard_dir: Path | None) -> SegmentSource:
+    """The source a node config names; shards win when both are given."""
+    if shard_dir is not None:
+        return ShardSegmentSource(shard_dir)
+    if model is not None:
+        return ModelSegmentSource(model)
+    raise ConfigError("a node needs `model` (checkpoint folder or builtin:NAME) or `shard_dir`")

@@ -1,0 +1,323 @@
+"""The node's request handling: epoch-fenced segments, steps onto the compute thread, forwarding to
+the next hop, results and errors to the gateway's sink, prepare/commit/release, emulation updates.
+
+Implements wire.servicers.NodeHandler; never sees protobuf. Every await has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from edgesplit.errors import (
+    CapacityError,
+    ConfigError,
+    EdgesplitError,
+    NodeUnavailableError,
+    PlanRejectedError,
+    ServiceDeadError,
+    SessionError,
+    TransportError,
+)
+from edgesplit.model.steps import SegmentStep
+from edgesplit.node.config import EmulationConfig, NodeConfig
+from edgesplit.node.loading import SegmentSource
+from edgesplit.node.segments import BatchReport, HostedSegment
+from edgesplit.node.telemetry import NodeTelemetry
+from edgesplit.node.worker import ComputeWorker
+from edgesplit.transport.base import Hop, HopTiming
+from edgesplit.transport.peers import PeerPool
+from edgesplit.wire.messages import EpochState, PlanSpec, StepEnvelope, StepOutcome, TelemetrySnapshot
+from edgesplit.wire.stubs import encode_step, outcome_nbytes
+
+log = logging.getLogger(__name__)
+
+Range = tuple[int, int]
+PlanVerifier = Callable[[bytes, bytes], None]
+SINK_TIMEOUT_S = 5.0
+
+
+class NodeService:
+    """One node's state: hosted segments per epoch, the compute worker, peers and telemetry."""
+
+    def __init__(
+        self, config: NodeConfig, source: SegmentSource, verify_plan: PlanVerifier | None = None
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.emulation = config.emulation
+        self.verify_plan = verify_plan
+        self.telemetry_state = NodeTelemetry(config.node_id)
+        self._source = source
+        self._segments: dict[Range, HostedSegment] = {}
+        self._epochs: dict[int, frozenset[Range]] = {}  # prepared or committed, not yet released
+        self._committed: set[int] = set()
+        self._highest_epoch = -1
+        self._peers = PeerPool(self.emulation.link_specs(), self.emulation.default_link.spec())
+        self._worker = ComputeWorker(pace=self._pace)
+        self._control = asyncio.Lock()
+        self._spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None
+
+    def attach(self, spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
+        """Give the service its supervisor (the agent's TaskGroup ``create_task``)."""
+        self._spawn = spawn
+
+    # --- data plane -----------------------------------------------------------------------------
+
+    def _pace(self, segment: HostedSegment, report: BatchReport) -> float:
+        shape = segment.shape
+        return self.emulation.emulated_duration_s(
+            shape.start, shape.end, report.prefill_tokens, report.decode_rows, report.compute_s
+        )
+
+    def _locate(self, env: StepEnvelope) -> tuple[Hop, HostedSegment]:
+        if not 0 <= env.hop_index < len(env.route.hops):
+            raise SessionError(f"hop index {env.hop_index} outside a route of {len(env.route.hops)} hops")
+        hop = env.route.hops[env.hop_index]
+        if hop.node_id != self.node_id:
+            raise SessionError(f"step for node {hop.node_id!r} reached node {self.node_id!r}")
+        key = (hop.start, hop.end)
+        if key not in self._epochs.get(env.route.epoch, frozenset()):
+            held = {e: sorted(f"{s}:{t}" for s, t in r) for e, r in sorted(self._epochs.items())}
+            raise PlanRejectedError(
+                f"node {self.node_id} does not serve blocks {hop.start}:{hop.end} in epoch "
+                f"{env.route.epoch}; it holds {held}; route on a committed plan"
+            )
+        return hop, self._segments[key]
+
+    async def step(self, env: StepEnvelope, nbytes: int, decode_error: Exception | None) -> None:
+        """Accept a step (the ack returns at once); the result or error goes to the gateway's sink."""
+        received = time.perf_counter()
+        self.telemetry_state.count_in(nbytes)
+        try:
+            _, segment = self._locate(env)
+            if decode_error is not None:
+                if isinstance(decode_error, EdgesplitError):
+                    raise decode_error
+                raise SessionError(f"undecodable step for session {env.session_id}: {decode_error}")
+            assert env.inputs is not None
+            segment.validate(env.inputs)
+        except EdgesplitError as exc:
+            self._run(self._report(env, exc))
+            return
+        self._run(self._process(env, segment, received))
+
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._spawn is None:
+            coro.close()
+            raise ServiceDeadError(f"node {self.node_id} is not running")
+        self._spawn(coro)
+
+    async def _process(self, env: StepEnvelope, segment: HostedSegment, received: float) -> None:
+        try:
+            assert env.inputs is not None
+            seg_step = SegmentStep(env.session_id, env.inputs, env.position, env.sampling)
+            try:
+                done = await asyncio.wait_for(self._worker.submit(segment, seg_step), max(env.budget_s, 1e-3))
+            except TimeoutError:
+                raise TransportError(
+                    f"step of session {env.session_id} ran out of its {env.budget_s:.3f} s budget "
+                    f"at node {self.node_id}"
+                ) from None
+            self.telemetry_state.m_queue_time.observe(done.queue_s)
+            self.telemetry_state.m_compute.labels(f"{segment.shape.start}:{segment.shape.end}").observe(
+                done.compute_s
+            )
+            if done.error is not None:
+                raise done.error
+            assert done.output is not None
+            mine = HopTiming(self.node_id, done.queue_s, done.compute_s, 0.0)
+            if env.hop_index == len(env.route.hops) - 1:
+                if done.output.token_id is None:
+                    raise SessionError(
+                        f"blocks {segment.shape.start}:{segment.shape.end} are last but sample no token"
+                    )
+                outcome = StepOutcome(
+                    env.session_id, env.step_id, int(done.output.token_id), (*env.timings, mine)
+                )
+                await self._deliver(env, outcome, received, stamp=True)
+            else:
+                if done.output.hidden is None:
+                    raise SessionError(
+                        f"blocks {segment.shape.start}:{segment.shape.end} returned no hidden states"
+                    )
+                await self._forward(env, done.output.hidden, mine, received)
+            self.telemetry_state.m_steps.labels("ok").inc()
+        except EdgesplitError as exc:
+            await self._report(env, exc)
+        except Exception as exc:  # a bug must still reach the waiting gateway
+            log.exception("step failed on node %s", self.node_id)
+            await self._report(env, ServiceDeadError(f"node {self.node_id}: {type(exc).__name__}: {exc}"))
+
+    async def _forward(self, env: StepEnvelope, hidden: Any, mine: HopTiming, received: float) -> None:
+        nxt = env.route.hops[env.hop_index + 1]
+        send_start = time.perf_counter()
+        out_env = replace(
+            env,
+            hop_index=env.hop_index + 1,
+            inputs=hidden,
+            timings=(*env.timings, mine),
+            budget_s=env.budget_s - (send_start - received),
+        )
+        encoded = encode_step(out_env)
+        await self._peers.link(nxt.node_id).transmit(encoded.nbytes)
+        send_s = time.perf_counter() - send_start
+        encoded.stamp_send_s(send_s)
+        encoded.message.budget_s = env.budget_s - (time.perf_counter() - received)
+        self.telemetry_state.m_send.observe(send_s)
+        self.telemetry_state.count_out(encoded.nbytes)
+        try:
+            await self._peers.node(nxt.address).send_step(encoded, timeout_s=max(out_env.budget_s, 1e-3))
+        except EdgesplitError as exc:
+            raise NodeUnavailableError(
+                f"node {self.node_id} could not forward to {nxt.node_id} at {nxt.address}: {exc}"
+            ) from exc
+
+    async def _deliver(self, env: StepEnvelope, outcome: StepOutcome, received: float, stamp: bool) -> None:
+        send_start = time.perf_counter()
+        nbytes = outcome_nbytes(outcome)
+        await self._peers.link(env.reply_node_id).transmit(nbytes)
+        if stamp and outcome.timings:
+            last = outcome.timings[-1]
+            outcome = replace(
+                outcome,
+                timings=(*outcome.timings[:-1], replace(last, send_s=time.perf_counter() - send_start)),
+            )
+        self.telemetry_state.count_out(nbytes)
+        timeout_s = max(env.budget_s - (time.perf_counter() - received), SINK_TIMEOUT_S)
+        try:
+            await self._peers.sink(env.reply_address).deliver(outcome, timeout_s)
+        except EdgesplitError as exc:
+            log.warning(
+                "node %s could not deliver step %s to %s: %s",
+                self.node_id,
+                env.step_id,
+                env.reply_address,
+                exc,
+            )
+
+    async def _report(self, env: StepEnvelope, error: EdgesplitError | Exception) -> None:
+        """Tell the gateway this step failed here; failed_node_id names the culprit hop."""
+        self.telemetry_state.m_steps.labels("error").inc()
+        code = error.code if isinstance(error, EdgesplitError) else ServiceDeadError.code
+        failed = self.node_id
+        if isinstance(error, NodeUnavailableError) and env.hop_index + 1 < len(env.route.hops):
+            failed = env.route.hops[env.hop_index + 1].node_id
+        outcome = StepOutcome(
+            env.session_id,
+            env.step_id,
+            -1,
+            env.timings,
+            error_code=code,
+            error_message=str(error),
+            failed_node_id=failed,
+        )
+        await self._deliver(env, outcome, time.perf_counter(), stamp=False)
+
+    async def end_session(self, session_id: str) -> int:
+        dropped = 0
+        for segment in list(self._segments.values()):
+            dropped += bool(
+                await asyncio.wait_for(self._worker.call(lambda s=segment: s.drop(session_id)), 30.0)
+            )
+        return dropped
+
+    async def reap_idle(self) -> int:
+        """Drop sessions idle longer than ``idle_timeout_s``; returns how many."""
+        now = time.monotonic()
+        idle = self.config.idle_timeout_s
+        reaped = 0
+        for segment in list(self._segments.values()):
+            reaped += len(
+                await asyncio.wait_for(self._worker.call(lambda s=segment: s.reap(idle, now)), 30.0)
+            )
+        return reaped
+
+    # --- control plane --------------------------------------------------------------------------
+
+    async def prepare(self, plan_json: bytes, signature: bytes) -> EpochState:
+        """Load this node's segments of a plan; old segments keep serving meanwhile."""
+        if self.verify_plan is not None:
+            self.verify_plan(plan_json, signature)
+        return await self.apply_prepare(PlanSpec.parse(plan_json))
+
+    async def apply_prepare(self, plan: PlanSpec) -> EpochState:
+        async with self._control:
+            ranges = frozenset(plan.for_node(self.node_id))
+            if plan.epoch < self._highest_epoch or (
+                plan.epoch == self._highest_epoch and self._epochs.get(plan.epoch) != ranges
+            ):
+                raise PlanRejectedError(
+                    f"node {self.node_id} refuses epoch {plan.epoch}: it has seen epoch {self._highest_epoch}"
+                )
+            started = time.perf_counter()
+            loaded: dict[Range, HostedSegment] = {}
+            for start, end in sorted(ranges - self._segments.keys()):
+                runner, shape = await asyncio.to_thread(self._source.load, start, end)
+                loaded[(start, end)] = HostedSegment(
+                    shape, runner, self.config.max_sessions, self.config.max_step_tokens
+                )
+            cap = self.emulation.memory_cap_bytes
+            if cap is not None:
+                kept = [
+                    s for key, s in self._segments.items() if any(key in r for r in self._epochs.values())
+                ]
+                need = sum(s.shape.param_bytes for s in (*kept, *loaded.values()))
+                if need > cap:
+                    raise CapacityError(
+                        f"node {self.node_id} would hold {need} bytes of weights for epoch {plan.epoch}, "
+                        f"over its {cap}-byte memory cap; plan fewer blocks here"
+                    )
+            self._segments.update(loaded)
+            self._epochs[plan.epoch] = ranges
+            self._highest_epoch = plan.epoch
+            return EpochState(plan.epoch, tuple(sorted(ranges)), time.perf_counter() - started)
+
+    async def commit(self, epoch: int) -> EpochState:
+        async with self._control:
+            if epoch not in self._epochs:
+                raise PlanRejectedError(
+                    f"node {self.node_id} cannot commit epoch {epoch}: it was never prepared"
+                )
+            self._committed.add(epoch)
+            return EpochState(epoch, tuple(sorted(self._epochs[epoch])))
+
+    async def release(self, epoch: int) -> EpochState:
+        """Forget an epoch and free every segment no remaining epoch uses (sessions included)."""
+        async with self._control:
+            self._epochs.pop(epoch, None)
+            self._committed.discard(epoch)
+            used = frozenset().union(*self._epochs.values()) if self._epochs else frozenset()
+            for key in [k for k in self._segments if k not in used]:
+                segment = self._segments.pop(key)
+                await asyncio.wait_for(
+                    self._worker.call(lambda s=segment: [s.drop(sid) for sid in list(s.sessions)]), 30.0
+                )
+            return EpochState(epoch, tuple(sorted(used)))
+
+    async def set_emulation(self, emulation_json: str) -> str:
+        try:
+            emulation = EmulationConfig.model_validate_json(emulation_json)
+        except ValidationError as exc:
+            raise ConfigError(f"bad emulation for node {self.node_id}: {exc.errors()[0]['msg']}") from None
+        self.emulation = emulation
+        self._peers.set_links(emulation.link_specs(), emulation.default_link.spec())
+        return emulation.model_dump_json()
+
+    async def telemetry(self) -> TelemetrySnapshot:
+        return self.telemetry_state.snapshot(
+            self._segments.values(),
+            self._worker.queue_depth,
+            self._epochs.keys(),
+            self.emulation.background_load,
+        )
+
+    async def close(self) -> None:
+        await self._peers.close()
+        await asyncio.to_thread(self._worker.close)

@@ -1,0 +1,192 @@
+"""The one compute thread of a node: runs every model call, batching concurrent steps per segment.
+
+Steps that queue up while a batch computes are taken together next time (micro-batching without a
+timer). The event loop only submits and awaits futures; no model code ever runs on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from edgesplit.errors import ServiceDeadError
+from edgesplit.model.steps import SegmentOutput, SegmentStep
+from edgesplit.node.segments import BatchReport, HostedSegment
+
+T = TypeVar("T")
+
+# Pacing: given a segment and what its batch really cost, the duration the batch must take.
+Pacer = Callable[[HostedSegment, BatchReport], float]
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """One step's result as the worker measured it: compute_s includes any emulated wait."""
+
+    output: SegmentOutput | None
+    error: Exception | None
+    queue_s: float
+    compute_s: float
+    batch_size: int
+
+
+@dataclass
+class _StepItem:
+    segment: HostedSegment
+    step: SegmentStep
+    future: asyncio.Future[StepDone]
+    loop: asyncio.AbstractEventLoop
+    enqueued: float
+
+
+@dataclass
+class _CallItem:
+    fn: Callable[[], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+
+
+def _resolve(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], value: Any, error: Exception | None
+) -> None:
+    def apply() -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    loop.call_soon_threadsafe(apply)
+
+
+class ComputeWorker:
+    """Owns the compute thread; ``submit`` and ``call`` are for the event loop, the rest runs inside."""
+
+    def __init__(
+        self, pace: Pacer | None = None, max_batch: int = 64, name: str = "edgesplit-compute"
+    ) -> None:
+        self._pace = pace
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._pending_steps = 0
+        self._lock = threading.Lock()
+        self._dead: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        """Steps submitted and not yet started."""
+        return self._pending_steps
+
+    def submit(self, segment: HostedSegment, step: SegmentStep) -> asyncio.Future[StepDone]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[StepDone] = loop.create_future()
+        self._check_alive()
+        with self._lock:
+            self._pending_steps += 1
+        self._queue.put(_StepItem(segment, step, future, loop, time.perf_counter()))
+        return future
+
+    def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``fn`` on the compute thread, ordered after everything submitted before it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._check_alive()
+        self._queue.put(_CallItem(fn, future, loop))
+        return future
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+
+    def _check_alive(self) -> None:
+        if self._dead is not None or not self._thread.is_alive():
+            raise ServiceDeadError(f"the compute thread died: {self._dead!r}")
+
+    def _run(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                items = [first]
+                while len(items) < self._max_batch:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = _STOP in items
+                self._execute([i for i in items if i is not _STOP])
+                if stop:
+                    return
+        except BaseException as exc:  # every waiter must hear about a dead worker
+            self._dead = exc
+            self._fail_all(exc)
+            raise
+
+    def _fail_all(self, exc: BaseException) -> None:
+        error = ServiceDeadError(f"the compute thread died: {exc!r}")
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _StepItem | _CallItem):
+                _resolve(item.loop, item.future, None, error)
+
+    def _execute(self, items: list[object]) -> None:
+        """Run items in order, batching consecutive steps per segment (one session per batch at most)."""
+        groups: dict[int, list[_StepItem]] = {}
+        for item in items:
+            if isinstance(item, _CallItem):
+                self._flush(groups)
+                try:
+                    _resolve(item.loop, item.future, item.fn(), None)
+                except Exception as exc:
+                    _resolve(item.loop, item.future, None, exc)
+            elif isinstance(item, _StepItem):
+                group = groups.setdefault(id(item.segment), [])
+                if any(g.step.session_id == item.step.session_id for g in group):
+                    self._flush(groups)
+                    group = groups.setdefault(id(item.segment), [])
+                group.append(item)
+        self._flush(groups)
+
+    def _flush(self, groups: dict[int, list[_StepItem]]) -> None:
+        for group in groups.values():
+            self._run_batch(group)
+        groups.clear()
+
+    def _run_batch(self, group: list[_StepItem]) -> None:
+        started = time.perf_counter()
+        with self._lock:
+            self._pending_steps -= len(group)
+        segment = group[0].segment
+        try:
+            report = segment.run([g.step for g in group], time.monotonic())
+        except Exception as exc:  # a bug in the runner wrapper: fail this batch only
+            for g in group:
+                _resolve(g.loop, g.future, None, exc)
+            return
+        if self._pace is not None and report.compute_s > 0:
+            wait_s = self._pace(segment, report) - report.compute_s
+            if wait_s > 0:
+                time.sleep(wait_s)  # the emulated slower device stays busy (DESIGN §3)
+        took_s = time.perf_counter() - started
+        for g, result in zip(group, report.results, strict=True):
+            queue_s = started - g.enqueued
+            if isinstance(result, Exception):
+                done = StepDone(None, result, queue_s, took_s, len(group))
+            else:
+                done = StepDone(result, None, queue_s, took_s, len(group))
+            _resolve(g.loop, g.future, done, None)

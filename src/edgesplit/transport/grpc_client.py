@@ -1,0 +1,156 @@
+"""The gRPC SegmentClient: sends a step to the first hop and awaits its result on a ResultSink.
+
+Nodes forward activations node to node; the last node (or any node that fails) delivers the step's
+outcome to this client's tiny sink server, so each decode step crosses each hop once and one small
+message returns. Every wait has a deadline; a failure anywhere surfaces as the mapped error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+
+import grpc
+import torch
+
+from edgesplit.errors import EdgesplitError, NodeUnavailableError, SegmentSpecError, TransportError
+from edgesplit.transport.base import ChainResult, ChainStep, Route
+from edgesplit.transport.link import LinkSpec
+from edgesplit.transport.peers import PeerPool
+from edgesplit.wire.errors import error_from_code
+from edgesplit.wire.messages import StepEnvelope, StepOutcome
+from edgesplit.wire.servicers import add_sink_service
+from edgesplit.wire.stubs import CHANNEL_OPTIONS, encode_step
+
+END_SESSION_TIMEOUT_S = 5.0
+
+
+class GrpcSegmentClient:
+    """SegmentClient over real node processes.
+
+    ``source_node_id`` is the node the gateway runs on (nodes shape their replies on the link to
+    it); ``links`` are the emulated links from that node to each first hop. ``sink_host`` is the
+    address nodes can reach this process at (``sink_listen`` is what it binds).
+    """
+
+    def __init__(
+        self,
+        source_node_id: str = "gateway",
+        links: dict[str, LinkSpec] | None = None,
+        sink_listen: str = "127.0.0.1:0",
+        sink_host: str | None = None,
+    ) -> None:
+        self.source_node_id = source_node_id
+        self._peers = PeerPool(links)
+        self._sink_listen = sink_listen
+        self._sink_host = sink_host
+        self._server: grpc.aio.Server | None = None
+        self._start_lock = asyncio.Lock()
+        self.reply_address = ""
+        self._pending: dict[int, tuple[str, asyncio.Future[StepOutcome]]] = {}  # step id -> (session, result)
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    async def start(self) -> str:
+        """Start the result sink (idempotent); returns the address nodes reply to."""
+        async with self._start_lock:
+            if self._server is None:
+                server = grpc.aio.server(options=CHANNEL_OPTIONS)
+                add_sink_service(server, self._on_outcome)
+                port = server.add_insecure_port(self._sink_listen)
+                if port == 0:
+                    raise TransportError(f"the gateway's result sink cannot listen on {self._sink_listen}")
+                await server.start()
+                host = self._sink_host or self._sink_listen.rsplit(":", 1)[0]
+                if host in ("0.0.0.0", "[::]", "::", ""):
+                    host = "127.0.0.1"
+                self.reply_address = f"{host}:{port}"
+                self._server = server
+        return self.reply_address
+
+    def set_links(self, links: dict[str, LinkSpec], default_link: LinkSpec | None = None) -> None:
+        """Change the emulated links from the source node at run time."""
+        self._peers.set_links(links, default_link or LinkSpec())
+
+    def _on_outcome(self, outcome: StepOutcome) -> None:
+        session_id, future = self._pending.get(outcome.step_id, ("", None))
+        if future is not None and not future.done() and session_id == outcome.session_id:
+            future.set_result(outcome)
+
+    async def run_step(self, route: Route, step: ChainStep, timeout_s: float) -> ChainResult:
+        """One step over the chain; raises the error a hop reported (e.g. SessionNotFoundError)."""
+        if self._closed:
+            raise TransportError("the gRPC segment client is closed")
+        if not route.hops:
+            raise SegmentSpecError("a route needs at least one hop")
+        await self.start()
+        started = time.perf_counter()
+        step_id = next(self._ids)
+        future: asyncio.Future[StepOutcome] = asyncio.get_running_loop().create_future()
+        self._pending[step_id] = (step.session_id, future)
+        first = route.hops[0]
+        try:
+            env = StepEnvelope(
+                session_id=step.session_id,
+                step_id=step_id,
+                route=route,
+                hop_index=0,
+                position=step.position,
+                inputs=torch.tensor(step.token_ids, dtype=torch.int64),
+                sampling=step.sampling,
+                reply_address=self.reply_address,
+                reply_node_id=self.source_node_id,
+                budget_s=timeout_s,
+            )
+            encoded = encode_step(env)
+            await self._peers.link(first.node_id).transmit(encoded.nbytes)
+            encoded.message.budget_s = timeout_s - (time.perf_counter() - started)
+            try:
+                await self._peers.node(first.address).send_step(
+                    encoded, timeout_s=max(encoded.message.budget_s, 1e-3)
+                )
+            except EdgesplitError as exc:
+                raise NodeUnavailableError(f"first hop {first.node_id} at {first.address}: {exc}") from exc
+            remaining = timeout_s - (time.perf_counter() - started)
+            try:
+                outcome = await asyncio.wait_for(future, max(remaining, 1e-3))
+            except TimeoutError:
+                raise TransportError(
+                    f"step of session {step.session_id} got no result within {timeout_s:.3f} s "
+                    f"over {' -> '.join(h.node_id for h in route.hops)}"
+                ) from None
+        finally:
+            self._pending.pop(step_id, None)
+        if not outcome.ok:
+            where = f" (at node {outcome.failed_node_id})" if outcome.failed_node_id else ""
+            raise error_from_code(outcome.error_code, f"{outcome.error_message}{where}")
+        return ChainResult(step.session_id, outcome.token_id, outcome.timings)
+
+    async def end_session(self, route: Route, session_id: str) -> None:
+        """Free the session on every node of the route; a node that is gone has nothing to free."""
+        addresses = {hop.address for hop in route.hops}
+
+        async def drop(address: str) -> None:
+            with contextlib.suppress(TransportError):
+                await self._peers.node(address).end_session(session_id, END_SESSION_TIMEOUT_S)
+
+        await asyncio.gather(*(drop(a) for a in sorted(addresses)))
+
+    async def ping(self, address: str, payload: bytes = b"", timeout_s: float = 5.0) -> bytes:
+        """Round trip one Ping to a node (the fixed per-message overhead)."""
+        return await self._peers.node(address).ping(payload, timeout_s)
+
+    async def close(self) -> None:
+        self._closed = True
+        for _, future in self._pending.values():
+            if not future.done():
+                future.set_exception(
+                    TransportError("the gRPC segment client closed while a step was running")
+                )
+        self._pending.clear()
+        await self._peers.close()
+        if self._server is not None:
+            await self._server.stop(grace=0.5)
+            self._server = None

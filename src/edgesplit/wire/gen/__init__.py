@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC modules (python -m edgesplit.wire.regen); never edit by hand."""

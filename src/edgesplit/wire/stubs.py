@@ -1,0 +1,140 @@
+"""Client-side wrappers over the generated stubs: domain values in, domain values out, errors mapped.
+
+Callers (transport/, node/) never see protobuf; every call takes a deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from edgesplit.wire.codec import envelope_to_pb, outcome_to_pb, telemetry_from_pb
+from edgesplit.wire.errors import error_from_rpc
+from edgesplit.wire.gen import node_pb2, node_pb2_grpc
+from edgesplit.wire.messages import EpochState, StepEnvelope, StepOutcome, TelemetrySnapshot
+
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    """An insecure aio channel with edgesplit's message-size limits (TLS is the security issue's job)."""
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+@dataclass(frozen=True)
+class EncodedStep:
+    """A step already serialised for sending; ``nbytes`` is what the link emulator charges."""
+
+    message: node_pb2.StepRequest
+    nbytes: int
+
+    def stamp_send_s(self, send_s: float) -> None:
+        """Fill the sender's own timing (the last one) once its link wait is known."""
+        if self.message.timings:
+            self.message.timings[-1].send_s = send_s
+
+
+def encode_step(env: StepEnvelope) -> EncodedStep:
+    message = envelope_to_pb(env)
+    return EncodedStep(message=message, nbytes=message.ByteSize())
+
+
+def outcome_nbytes(outcome: StepOutcome) -> int:
+    return outcome_to_pb(outcome).ByteSize()
+
+
+def _epoch_state(reply: node_pb2.PrepareReply | node_pb2.EpochReply) -> EpochState:
+    load_s = reply.load_s if isinstance(reply, node_pb2.PrepareReply) else 0.0
+    return EpochState(
+        epoch=reply.epoch, segments=tuple((s.start, s.end) for s in reply.segments), load_s=load_s
+    )
+
+
+class NodeStub:
+    """Calls one node's ``Node`` service; failures raise the mapped edgesplit error."""
+
+    def __init__(self, channel: grpc.aio.Channel, peer: str = "") -> None:
+        self._stub = node_pb2_grpc.NodeStub(channel)
+        self._peer = peer
+
+    async def send_step(self, step: EncodedStep, timeout_s: float) -> None:
+        try:
+            await self._stub.Step(step.message, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+
+    async def ping(self, payload: bytes, timeout_s: float) -> bytes:
+        try:
+            reply = await self._stub.Ping(node_pb2.PingRequest(payload=payload), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return bytes(reply.payload)
+
+    async def end_session(self, session_id: str, timeout_s: float) -> int:
+        try:
+            reply = await self._stub.EndSession(
+                node_pb2.EndSessionRequest(session_id=session_id), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return int(reply.dropped)
+
+    async def prepare(self, plan_json: bytes, signature: bytes, timeout_s: float) -> EpochState:
+        """Ask the node to load its segments of a plan (canonical JSON bytes, see PlanSpec)."""
+        try:
+            reply = await self._stub.Prepare(
+                node_pb2.PrepareRequest(plan_json=plan_json, signature=signature), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return _epoch_state(reply)
+
+    async def commit(self, epoch: int, timeout_s: float) -> EpochState:
+        try:
+            reply = await self._stub.Commit(node_pb2.EpochRequest(epoch=epoch), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return _epoch_state(reply)
+
+    async def release(self, epoch: int, timeout_s: float) -> EpochState:
+        try:
+            reply = await self._stub.Release(node_pb2.EpochRequest(epoch=epoch), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return _epoch_state(reply)
+
+    async def set_emulation(self, emulation_json: str, timeout_s: float) -> str:
+        """Replace the node's emulation section (JSON of node.config.EmulationConfig); returns the result."""
+        try:
+            reply = await self._stub.SetEmulation(
+                node_pb2.EmulationUpdate(emulation_json=emulation_json), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return str(reply.emulation_json)
+
+    async def telemetry(self, timeout_s: float) -> TelemetrySnapshot:
+        try:
+            reply = await self._stub.GetTelemetry(node_pb2.TelemetryRequest(), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return telemetry_from_pb(reply)
+
+
+class SinkStub:
+    """Delivers step outcomes to a gateway's ``ResultSink``."""
+
+    def __init__(self, channel: grpc.aio.Channel, peer: str = "") -> None:
+        self._stub = node_pb2_grpc.ResultSinkStub(channel)
+        self._peer = peer
+
+    async def deliver(self, outcome: StepOutcome, timeout_s: float) -> None:
+        try:
+            await self._stub.Deliver(outcome_to_pb(outcome), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
