@@ -3,6 +3,7 @@
     EdgesplitError                      base; ``exit_code`` is what the CLI exits with
     ├── UserInputError          (F)     bad input from a person: a file, a flag, a request; CLI exit 2
     │   ├── ConfigError         (F)     a cluster/scenario/problem file fails validation
+    │   │   └── InvalidProblemError (F) a planner problem is malformed (code "invalid_problem")
     │   ├── ModelLoadError      (F)     checkpoint missing, corrupt, or not a decoder-only LM
     │   ├── UnsupportedArchitectureError (F)  a model whose layers cannot be found or split
     │   ├── SegmentSpecError    (F)     segments overlap, leave a gap or go out of range
@@ -39,6 +40,12 @@ class UserInputError(EdgesplitError):
 
 class ConfigError(UserInputError):
     code = "invalid_config"
+
+
+class InvalidProblemError(ConfigError):
+    """A planner problem (file or mapping) is malformed; the message names the field."""
+
+    code = "invalid_problem"
 
 
 class ModelLoadError(UserInputError):

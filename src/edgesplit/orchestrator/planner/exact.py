@@ -1,0 +1,267 @@
+"""The exact solver: shortest-path bounds first, then CP-SAT on what the bounds could not rule out.
+
+Claims a proof only when CP-SAT proved the (floor-scaled) model optimal; the caller re-checks the
+claim against the real-valued cost. Pure apart from CP-SAT's own worker threads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgesplit.errors import InfeasibleError
+from edgesplit.orchestrator.planner.bounds import Bound, fixing_masks, lagrangian, path_cost
+from edgesplit.orchestrator.planner.cpsat import ChainModel, SearchOptions
+from edgesplit.orchestrator.planner.dp import fits, shortest_path
+from edgesplit.orchestrator.planner.instance import Instance
+
+RELATIVE_RESOLUTION = 1e-10
+"""Integer scaling keeps the total rounding of any plan's cost below this fraction of the optimum."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    paths: tuple[tuple[int, ...], ...]
+    proven: bool
+    lower: float
+    """Proven lower bound on the objective (Φ, or bottleneck + γ·P), -inf when none."""
+    notes: tuple[str, ...] = ()
+
+
+def additive_constant(inst: Instance) -> float:
+    """β·U when U cannot depend on the plan (no token rate): U = max util."""
+    w = inst.problem.weights
+    if w.beta > 0 and all(s.token_rate == 0 for s in inst.problem.sources):
+        return w.beta * float(inst.tables.util.max())
+    return 0.0
+
+
+def u_floor(inst: Instance) -> float:
+    """A lower bound on β·U valid for every plan."""
+    return inst.problem.weights.beta * float(inst.tables.util.max())
+
+
+def dp_exact_applies(inst: Instance, opts: SearchOptions) -> bool:
+    """Shortest paths are exact when Φ is additive and nothing couples units beyond their neighbours."""
+    w = inst.problem.weights
+    u_constant = w.beta == 0 or all(s.token_rate == 0 for s in inst.problem.sources)
+    return (
+        opts.objective == "latency"
+        and u_constant
+        and not opts.one_segment_per_node
+        and not opts.first_on_source
+    )
+
+
+def chain_paths(inst: Instance) -> list[tuple[float, tuple[int, ...]]]:
+    """Cheapest unconstrained chain per source; raises InfeasibleError when a source has none."""
+    out = []
+    for s in range(inst.n_sources):
+        res = shortest_path(inst, s)
+        if not res.nodes:
+            src = inst.problem.sources[s]
+            raise InfeasibleError(
+                f"no chain from source {src.node!r} satisfies links, privacy ({src.privacy!r})"
+                " and per-node memory; add a trusted node with enough memory or a link"
+            )
+        out.append((res.value, res.nodes))
+    return out
+
+
+def exact_search(
+    inst: Instance,
+    opts: SearchOptions,
+    upper_paths: tuple[tuple[int, ...], ...] | None = None,
+    moved: np.ndarray | None = None,
+    epsilon: float = 0.0,
+    symmetric_groups: list[list[int]] | None = None,
+) -> SearchResult:
+    """Optimal paths (per source) under every constraint, or the best found within the time limit."""
+    deadline = time.perf_counter() + opts.time_limit_s
+    chains = chain_paths(inst)
+    const = additive_constant(inst)
+    notes: list[str] = []
+    paths0 = tuple(p for _, p in chains)
+    if opts.objective == "latency":
+        lower = sum(v for v, _ in chains) + u_floor(inst)
+        if moved is None and dp_exact_applies(inst, opts) and fits(inst, list(paths0)):
+            return SearchResult(
+                paths0, True, lower, ("shortest path fits memory: proven by dynamic programming",)
+            )
+    else:
+        lower = float(inst.compute_ms.min(axis=1).max())
+    states = inst.allowed.copy()
+    hops: list[list[np.ndarray]] | None = None
+    upper, best = _upper(inst, opts, upper_paths)
+    if opts.objective == "latency":
+        bounds: list[Bound] = []
+        if inst.n_sources == 1:
+            bound = lagrangian(inst, None if upper is None else upper - u_floor(inst) - const)
+            lower = max(lower, bound.lower + u_floor(inst))
+            for cand in bound.feasible_paths:
+                upper, best = _better(inst, opts, (cand,), upper, best)
+            bounds.append(bound)
+        else:
+            for s in range(inst.n_sources):
+                res = shortest_path(inst, s, backward=True)
+                zero = np.zeros(inst.n_nodes)
+                bounds.append(
+                    Bound(res.value, zero, res.forward, res.backward, np.zeros_like(res.forward), ())
+                )
+        if upper is not None:
+            upper_fix = upper * (1 + epsilon) if moved is not None else upper
+            hops = []
+            total = sum(b.lower for b in bounds)
+            for s, bound in enumerate(bounds):
+                offset = total - bound.lower + u_floor(inst)
+                keep, keep_hops = fixing_masks(inst, s, bound, upper_fix - const, offset)
+                states[s] &= keep
+                hops.append(keep_hops)
+            notes.append(f"bounds kept {int(states.sum())} of {int(inst.allowed.sum())} (unit, node) states")
+    elif upper is not None:
+        upper_fix = upper * (1 + epsilon) if moved is not None else upper
+        states &= (inst.compute_ms <= upper_fix * (1 + 1e-9))[None, :, :]
+        hops = [
+            [
+                np.isfinite(h) & (h <= upper_fix * (1 + 1e-9))
+                for h in (inst.hop_ms(k) for k in range(inst.n_units - 1))
+            ]
+            for _ in range(inst.n_sources)
+        ]
+    if (
+        upper is not None
+        and moved is None
+        and lower >= upper - max(1e-12, 1e-12 * abs(upper))
+        and best is not None
+        and not _has_restrictions(opts)
+    ):
+        return SearchResult(
+            best, True, lower, (*notes, "lower bound meets a feasible plan: proven by bounds")
+        )
+    scale = _scale(inst, lower, upper)
+    model = ChainModel(inst, opts, scale, states, hops, symmetric_groups)
+    if best is not None:
+        model.hint(best)
+    outcome = model.solve(deadline - time.perf_counter())
+    if outcome.paths is None:
+        if outcome.proven and best is None:
+            raise InfeasibleError(_infeasible_message(inst))
+        if best is None:
+            raise InfeasibleError(
+                f"no feasible plan found within {opts.time_limit_s:g} s (infeasibility not proven);"
+                " raise the time limit or use --solver auto"
+            )
+        return SearchResult(best, False, lower, (*notes, "CP-SAT found nothing better in time"))
+    bound_real = max(lower, outcome.lower + const)
+    result = SearchResult(outcome.paths, outcome.proven, bound_real, tuple(notes))
+    if moved is None or outcome.scaled_value is None:
+        return result
+    # Min-change: within (1 + ε) of the best objective, fetch the fewest parameter bytes, then be cheapest.
+    model.cap_objective(math.floor(outcome.scaled_value * (1 + epsilon)))
+    model.hint(outcome.paths)
+    moves = model.minimize_moves(moved)
+    second = model.solve(max(deadline - time.perf_counter(), 0.5))
+    if second.paths is None:
+        return result
+    model.model.Add(moves <= round(second.lower * scale))
+    model.model.Minimize(model.objective)
+    model.hint(second.paths)
+    third = model.solve(max(deadline - time.perf_counter(), 0.5))
+    final = third.paths if third.paths is not None else second.paths
+    note = "min-change: fewest moved bytes within epsilon" + ("" if second.proven else " (not proven)")
+    return SearchResult(final, result.proven and second.proven, bound_real, (*notes, note))
+
+
+def _has_restrictions(opts: SearchOptions) -> bool:
+    return opts.one_segment_per_node or opts.first_on_source
+
+
+def _upper(
+    inst: Instance, opts: SearchOptions, paths: tuple[tuple[int, ...], ...] | None
+) -> tuple[float | None, tuple[tuple[int, ...], ...] | None]:
+    if paths is None:
+        return None, None
+    return _better(inst, opts, paths, None, None)
+
+
+def _better(
+    inst: Instance,
+    opts: SearchOptions,
+    paths: tuple[tuple[int, ...], ...],
+    upper: float | None,
+    best: tuple[tuple[int, ...], ...] | None,
+) -> tuple[float | None, tuple[tuple[int, ...], ...] | None]:
+    """Keep ``paths`` as the incumbent if it is feasible for the model and cheaper."""
+    if not fits(inst, list(paths)) or not _respects(inst, opts, paths):
+        return upper, best
+    value = model_value(inst, opts, paths)
+    if upper is None or value < upper:
+        return value, paths
+    return upper, best
+
+
+def model_value(inst: Instance, opts: SearchOptions, paths: tuple[tuple[int, ...], ...]) -> float:
+    """The objective of paths by the instance tables (latency: Φ; throughput: bottleneck + γ·P)."""
+    if opts.objective == "latency":
+        value = sum(path_cost(inst, s, p) for s, p in enumerate(paths)) + additive_constant(inst)
+        w = inst.problem.weights
+        if w.beta > 0 and any(s.token_rate > 0 for s in inst.problem.sources):
+            rho = inst.tables.util.copy()
+            for s, p in enumerate(paths):
+                for k, n in enumerate(p):
+                    rho[n] += inst.problem.sources[s].token_rate / 1000 * inst.load_ms[k, n]
+            value += w.beta * float(rho.max())
+        return value
+    busy = np.zeros(inst.n_nodes)
+    links: dict[tuple[int, int], float] = {}
+    soft = 0.0
+    for s, p in enumerate(paths):
+        src = inst.source_nodes[s]
+        seq = [src, *p, src]
+        sizes = [inst.problem.sources[s].input_bytes, *inst.out_bytes]
+        for k, n in enumerate(p):
+            busy[n] += inst.compute_ms[k, n]
+            if not inst.tables.trusted[n]:
+                soft += inst.problem.weights.gamma * inst.privacy_blocks[k]
+        for a, b, nbytes in zip(seq[:-1], seq[1:], sizes, strict=True):
+            if a != b:
+                key = (min(a, b), max(a, b))
+                links[key] = links.get(key, 0.0) + inst.tables.hop_ms(a, b, float(nbytes))
+    return max([float(busy.max()), *links.values()]) + soft
+
+
+def _respects(inst: Instance, opts: SearchOptions, paths: tuple[tuple[int, ...], ...]) -> bool:
+    if not _has_restrictions(opts):
+        return True
+    path, src = paths[0], inst.source_nodes[0]
+    if opts.first_on_source and path[0] != src:
+        return False
+    if opts.one_segment_per_node:
+        runs = [n for k, n in enumerate(path) if k == 0 or path[k - 1] != n]
+        for n in set(runs):
+            limit = 2 if (n == src and opts.source_revisit and path[-1] == src) else 1
+            if runs.count(n) > limit:
+                return False
+    return True
+
+
+def _scale(inst: Instance, lower: float, upper: float | None) -> float:
+    """Integer units per cost unit: rounding over a whole plan stays below RELATIVE_RESOLUTION·optimum."""
+    terms = inst.n_sources * (2 * inst.n_units + 2) + inst.n_nodes + 4
+    base = max(lower, 1e-6) if math.isfinite(lower) else 1e-6
+    scale = terms / (RELATIVE_RESOLUTION * base)
+    top = (upper if upper is not None else base * 1e3) * 8 + 1.0
+    return min(scale, 2.0**52 / top)
+
+
+def _infeasible_message(inst: Instance) -> str:
+    need = int(inst.param_bytes.sum())
+    have = int(inst.tables.mem_bytes.sum())
+    return (
+        f"no assignment satisfies memory, links and privacy: the blocks need {need} bytes of weights"
+        f" (plus KV) and the {inst.n_nodes} nodes hold {have} bytes in total;"
+        " add memory, a trusted node or a link, or lower context_tokens/sessions"
+    )

@@ -1,0 +1,125 @@
+"""The numeric search instance: per-(unit, node) costs for each source, shared by every solver.
+
+A unit is a run of blocks that must stay together: one block each when re-splitting, one fixed segment
+each in migration-only mode. Pure numpy; no search here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgesplit.orchestrator.planner.cost import Tables, build_tables, source_weights
+from edgesplit.orchestrator.planner.problem import Problem
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """Costs in Φ units (weights applied) over K units × N nodes for S sources."""
+
+    problem: Problem
+    tables: Tables
+    starts: tuple[int, ...]
+    """First block of each unit; unit k is blocks [starts[k], starts[k + 1])."""
+    compute_ms: np.ndarray  # (K, N)
+    load_ms: np.ndarray  # (K, N)
+    privacy_blocks: np.ndarray  # (K,) privacy-critical blocks per unit
+    param_bytes: np.ndarray  # (K,) int64
+    demand_bytes: np.ndarray  # (S, K) param + KV bytes of unit k for source s
+    out_bytes: np.ndarray  # (K,)
+    source_nodes: tuple[int, ...]
+    weights: tuple[float, ...]  # each source's share of L
+    allowed: np.ndarray  # (S, K, N) bool: hard privacy, and the unit alone fits the node
+    state_cost: np.ndarray  # (S, K, N) α·w·compute + γ·privacy, inf when not allowed
+    entry_cost: np.ndarray  # (S, N) α·w·hop(source → n, input_bytes)
+    exit_cost: np.ndarray  # (S, N) α·w·hop(n → source, out_bytes of the last unit)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.starts)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.tables.node_ids)
+
+    @property
+    def n_sources(self) -> int:
+        return len(self.source_nodes)
+
+    def unit_blocks(self, k: int) -> range:
+        end = self.starts[k + 1] if k + 1 < len(self.starts) else len(self.problem.blocks)
+        return range(self.starts[k], end)
+
+    def hop_ms(self, k: int) -> np.ndarray:
+        """(N, N) hop times after unit k (unweighted ms), inf without a link."""
+        return self.tables.hop_matrix(float(self.out_bytes[k]))
+
+    def trans_cost(self, s: int, k: int) -> np.ndarray:
+        """(N, N) Φ cost of the hop after unit k for source s."""
+        return self.problem.weights.alpha * self.weights[s] * self.hop_ms(k)
+
+    def expand(self, unit_nodes: Sequence[int]) -> tuple[str, ...]:
+        """Per-block node ids from per-unit node indices."""
+        out: list[str] = []
+        for k, n in enumerate(unit_nodes):
+            out.extend([self.tables.node_ids[n]] * len(self.unit_blocks(k)))
+        return tuple(out)
+
+
+def build_instance(
+    problem: Problem, boundaries: Sequence[int] | None = None, tables: Tables | None = None
+) -> Instance:
+    """Units are single blocks, or the segments cut at ``boundaries`` (block indices, 0 < b < B)."""
+    t = build_tables(problem) if tables is None else tables
+    n_blocks = len(problem.blocks)
+    cuts = range(1, n_blocks) if boundaries is None else (b for b in boundaries if 0 < b < n_blocks)
+    starts = tuple(sorted({0, *cuts}))
+    ends = (*starts[1:], n_blocks)
+    compute = np.array([t.compute_ms[a:e].sum(axis=0) for a, e in zip(starts, ends, strict=True)])
+    load = np.array([t.load_ms[a:e].sum(axis=0) for a, e in zip(starts, ends, strict=True)])
+    priv = np.array([int(t.privacy[a:e].sum()) for a, e in zip(starts, ends, strict=True)])
+    params = np.array(
+        [int(t.param_bytes[a:e].sum()) for a, e in zip(starts, ends, strict=True)], dtype=np.int64
+    )
+    kv = np.array([float(t.kv_bytes_per_token[a:e].sum()) for a, e in zip(starts, ends, strict=True)])
+    out = np.array([float(t.out_bytes[e - 1]) for e in ends])
+    w = problem.weights
+    shares = source_weights(problem)
+    index = {nid: i for i, nid in enumerate(t.node_ids)}
+    src_idx = tuple(index[s.node] for s in problem.sources)
+    n_src, n_units, n_nodes = len(src_idx), len(starts), len(t.node_ids)
+    demand = np.array([params + kv * problem.context_tokens * s.sessions for s in problem.sources])
+    allowed = np.ones((n_src, n_units, n_nodes), dtype=bool)
+    state = np.empty((n_src, n_units, n_nodes))
+    untrusted = ~t.trusted
+    entry = np.empty((n_src, n_nodes))
+    exit_ = np.empty((n_src, n_nodes))
+    for si, src in enumerate(problem.sources):
+        fits = demand[si][:, None] <= t.mem_bytes[None, :]
+        allowed[si] &= fits
+        if src.privacy == "high":
+            allowed[si] &= ~((priv[:, None] > 0) & untrusted[None, :])
+        state[si] = w.alpha * shares[si] * compute + w.gamma * priv[:, None] * untrusted[None, :]
+        state[si][~allowed[si]] = np.inf
+        s = src_idx[si]
+        entry[si] = w.alpha * shares[si] * t.hop_matrix(src.input_bytes)[s]
+        exit_[si] = w.alpha * shares[si] * t.hop_matrix(float(out[-1]))[:, s]
+    return Instance(
+        problem=problem,
+        tables=t,
+        starts=starts,
+        compute_ms=compute,
+        load_ms=load,
+        privacy_blocks=priv,
+        param_bytes=params,
+        demand_bytes=demand,
+        out_bytes=out,
+        source_nodes=src_idx,
+        weights=shares,
+        allowed=allowed,
+        state_cost=state,
+        entry_cost=entry,
+        exit_cost=exit_,
+    )
