@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Literal, Protocol
@@ -106,8 +106,9 @@ class ControllerSettings:
     """A node that failed a prepare is left out of plans this long (unless it is the only way)."""
     settle_s: float = 5.0
     """After a commit, wait this long before recording the measured latency against the prediction."""
-    privacy_default: Literal["high", "none"] = "none"
-    """Privacy mode of the problem when no privacy-high request is pending."""
+    privacy_default: Literal["high", "none"] = "high"
+    """Privacy mode of the problem when no privacy-high request is pending: "high" keeps critical blocks
+    on trusted nodes always; "none" lets them move until a privacy-high request arrives."""
 
 
 @dataclass(frozen=True)
@@ -258,80 +259,56 @@ class AdaptiveController:
         self._record_measured_latency(now, env)
         if self.state is not ControllerState.RUNNING or self.plan is None:
             return DecisionEvent(now, self.highest_epoch, Action.KEEP, f"controller is {self.state.value}")
-        plan = self.plan
-        dead = self._dead(now, env)
+        plan, dead, th = self.plan, self._dead(now, env), self.settings.thresholds
 
         # 2) ShouldReconfigure(E(t), Θ), with hysteresis state carried between cycles.
         decision = should_reconfigure(
-            env,
-            self.settings.thresholds,
-            self._view,
-            self._triggers,
-            inputs.pending_privacy_high,
-            dead,
-            self.settings.hysteresis,
+            env, th, self._view, self._triggers, inputs.pending_privacy_high, dead, self.settings.hysteresis
         )
-        self._triggers = decision.state
-        triggers = decision.firing
+        self._triggers, triggers = decision.state, decision.firing
         if not decision.reconfigure:
             return DecisionEvent(now, plan.epoch, Action.KEEP, "no trigger")
 
-        # 3) Rate limits: cool-down since the last change, and no re-planning every cycle on a
-        #    trigger that stays active. Privacy violations and node loss skip both.
-        urgent = decision.urgent
-        since_change = now - self.last_change_s
-        if not urgent and since_change < self.settings.thresholds.cooldown_s:
-            left = self.settings.thresholds.cooldown_s - since_change
-            return self._record(
-                DecisionEvent(now, plan.epoch, Action.KEEP, f"cool-down: {left:.1f} s left", triggers)
-            )
-        if (
-            not urgent
-            and not decision.newly_fired
-            and now - self._last_plan_s < self.settings.replan_interval_s
-        ):
+        # 3) Rate limits: cool-down since the last change; no re-planning every cycle while a trigger
+        #    stays active. Privacy violations and node loss skip both. Deferrals are logged once.
+        if not decision.urgent and now - self.last_change_s < th.cooldown_s:
+            left = th.cooldown_s - (now - self.last_change_s)
+            event = DecisionEvent(now, plan.epoch, Action.KEEP, f"cool-down: {left:.1f} s left", triggers)
+            return self._record(event) if decision.newly_fired else event
+        recently = now - self._last_plan_s < self.settings.replan_interval_s
+        if not decision.urgent and not decision.newly_fired and recently:
             return DecisionEvent(
-                now, plan.epoch, Action.KEEP, "trigger still active; re-planned recently", triggers
+                now, plan.epoch, Action.KEEP, "trigger still active, planned recently", triggers
             )
 
-        # 4) Plan: migration only (current boundaries) first; re-split if that misses constraints or targets.
-        self._last_plan_s = now
-        started = self._timer()
+        # 4) Plan: migration only (current cut points) first; re-split if that misses constraints or targets.
+        self._last_plan_s, started = now, self._timer()
         problem = self._problem(env, inputs, dead)
         keep = self._candidate(CandidateKind.KEEP, problem, plan.assignment, dead)
-        migrate = self._solve(
-            CandidateKind.MIGRATE, problem, boundaries_of(plan.assignment), plan.assignment, dead
-        )
-        options = [c for c in (migrate,) if c is not None]
-        if migrate is None or not migrate.meets_targets:
-            resplit = self._solve(CandidateKind.RESPLIT, problem, None, plan.assignment, dead)
-            options += [c for c in (resplit,) if c is not None]
+        options = self._solve(CandidateKind.MIGRATE, problem, boundaries_of(plan.assignment), dead)
+        if not options or not options[0].meets_targets:
+            options += self._solve(CandidateKind.RESPLIT, problem, None, dead)
         planning_s = self._timer() - started
 
-        # 5) Guards: is it a change, and does its gain over the horizon pay for moving?
-        speed = {n["id"]: float(n["speed"]) for n in problem["nodes"]}
-        judged = [self._judge(c, keep, env, plan.assignment, speed, urgent) for c in options]
-        records = [keep, *judged]
+        # 5) Guards: is it a change, and does its gain over the horizon pay for moving? Then roll out.
+        judged = [self._judge(c, keep, env, problem, decision.urgent) for c in options]
         chosen = next((c for c in judged if c.note == "accepted"), None)
         if chosen is None:
-            reason = (
-                "; ".join(f"{c.kind.value}: {c.note}" for c in judged) or "planner found no feasible plan"
+            reason = "; ".join(f"{c.kind.value}: {c.note}" for c in judged) or "no feasible plan found"
+            return self._record(
+                DecisionEvent(
+                    now,
+                    plan.epoch,
+                    Action.KEEP,
+                    reason,
+                    triggers,
+                    (keep, *judged),
+                    predicted_latency_s=keep.predicted_latency_s,
+                    phases={"planning": planning_s},
+                )
             )
-            event = DecisionEvent(
-                now,
-                plan.epoch,
-                Action.KEEP,
-                reason,
-                triggers,
-                tuple(records),
-                predicted_latency_s=keep.predicted_latency_s,
-                phases={"planning": planning_s},
-            )
-            return self._record(event)
-        why = ", ".join(f.kind.value for f in triggers)
-        return self._begin_rollout(
-            now, env, triggers, records, chosen, f"{chosen.kind.value} on {why}", planning_s
-        )
+        reason = f"{chosen.kind.value} on {', '.join(f.kind.value for f in triggers)}"
+        return self._begin_rollout(now, env, triggers, [keep, *judged], chosen, reason, planning_s)
 
     # ---- pieces ----------------------------------------------------------------------------------
 
@@ -375,30 +352,28 @@ class AdaptiveController:
         return CandidateRecord(kind, assignment, pred.feasible, pred.latency_s, pred.utilization, meets)
 
     def _solve(
-        self,
-        kind: CandidateKind,
-        problem: Problem,
-        fixed: tuple[int, ...] | None,
-        current: tuple[str, ...],
-        dead: frozenset[str],
-    ) -> CandidateRecord | None:
-        assignment = self._plan_fn(problem, fixed, current)
-        return None if assignment is None else self._candidate(kind, problem, tuple(assignment), dead)
+        self, kind: CandidateKind, problem: Problem, fixed: tuple[int, ...] | None, dead: frozenset[str]
+    ) -> list[CandidateRecord]:
+        assert self.plan is not None
+        assignment = self._plan_fn(problem, fixed, self.plan.assignment)
+        return [] if assignment is None else [self._candidate(kind, problem, tuple(assignment), dead)]
 
     def _judge(
         self,
         cand: CandidateRecord,
         keep: CandidateRecord,
         env: EnvironmentState,
-        current: tuple[str, ...],
-        speed: Mapping[str, float],
+        problem: Problem,
         urgent: bool,
     ) -> CandidateRecord:
+        assert self.plan is not None
+        current = self.plan.assignment
+        speed = {str(n["id"]): float(n["speed"]) for n in problem["nodes"]}
         if not cand.feasible:
             return replace(cand, note="infeasible")
         if cand.assignment == current:
             return replace(cand, note="same as the current plan")
-        cost = move_cost(env, self.blocks, current, cand.assignment, self.settings.move, dict(speed))
+        cost = move_cost(env, self.blocks, current, cand.assignment, self.settings.move, speed)
         moved = replace(cand, move_bytes=cost.download_bytes + cost.load_bytes, move_s=cost.move_s)
         if urgent or not keep.feasible:
             return replace(moved, cost_s=cost.reprefill_s, note="accepted")

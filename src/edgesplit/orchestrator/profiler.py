@@ -133,22 +133,29 @@ class RobustEwma:
 
     The median absorbs single outliers (a GC pause, one slow probe) so ordinary noise never trips a
     trigger; the EWMA then smooths what is left. A sustained step change moves the median after
-    ``window // 2 + 1`` samples, so real changes are still seen within a few reports.
+    ``window // 2 + 1`` samples; when the median then sits more than a factor ``jump`` away from the
+    EWMA, the EWMA jumps to it — a level shift a majority of samples agree on is news, not noise
+    (a link falling from 400 to 5 Mbit/s must not take a dozen cycles to be believed).
     """
 
-    __slots__ = ("_samples", "alpha", "value")
+    __slots__ = ("_samples", "alpha", "jump", "value")
 
-    def __init__(self, alpha: float, window: int) -> None:
-        if not 0.0 < alpha <= 1.0 or window < 1:
-            raise ValueError(f"alpha must be in (0, 1] and window >= 1, got {alpha}, {window}")
+    def __init__(self, alpha: float, window: int, jump: float = 2.0) -> None:
+        if not 0.0 < alpha <= 1.0 or window < 1 or jump <= 1.0:
+            raise ValueError(f"need 0 < alpha <= 1, window >= 1, jump > 1; got {alpha}, {window}, {jump}")
         self.alpha = alpha
+        self.jump = jump
         self._samples: deque[float] = deque(maxlen=window)
         self.value: float | None = None
 
     def add(self, sample: float) -> float:
         self._samples.append(sample)
         median = statistics.median(self._samples)
-        self.value = median if self.value is None else self.alpha * median + (1 - self.alpha) * self.value
+        prev = self.value
+        if prev is None or (prev > 0 and not prev / self.jump <= median <= prev * self.jump):
+            self.value = median
+        else:
+            self.value = self.alpha * median + (1 - self.alpha) * prev
         return self.value
 
     def reset(self) -> None:
@@ -162,6 +169,8 @@ class ProfilerSettings:
 
     alpha: float = 0.3
     window: int = 5
+    jump: float = 2.0
+    """A robust median this many times above or below the EWMA replaces it (a level shift)."""
     min_bandwidth_sample_bytes: int = 65536
     """Transfers smaller than this are latency-bound: they update nothing but the RTT."""
 
@@ -200,7 +209,7 @@ class CapacityProfiler:
         self._workload = WorkloadObservation(0.0, 0, 0.0)
 
     def _ewma(self) -> RobustEwma:
-        return RobustEwma(self.settings.alpha, self.settings.window)
+        return RobustEwma(self.settings.alpha, self.settings.window, self.settings.jump)
 
     def add_node_report(self, report: NodeTelemetry, now_s: float) -> bool:
         """Fold one node report in; returns False for a stale or duplicate report (seq not newer)."""
