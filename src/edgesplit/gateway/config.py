@@ -1,0 +1,47 @@
+"""The gateway process's configuration: which model it serves, the nodes it may route to, its limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GatewayNodeConfig(BaseModel):
+    """A node the gateway may route to, as the cluster file declares it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    address: str = ""
+    """host:port of the node's gRPC server ("" until known)."""
+    trusted: bool = False
+    source: bool = False
+    pid: int | None = None
+    """Process id when the node runs on this machine (``edgesplit up``), for memory/CPU in /v1/cluster."""
+
+
+class GatewayConfig(BaseModel):
+    """Everything one gateway needs; one object, passed explicitly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str
+    """The id clients pass as ``model`` and /v1/models lists."""
+    model_path: Path
+    """The checkpoint folder: its tokenizer encodes prompts and decodes tokens."""
+    nodes: list[GatewayNodeConfig] = Field(default_factory=list)
+    privacy_blocks: list[int] = Field(default_factory=list)
+    """Privacy-critical block indices: `privacy: high` requests keep them on trusted nodes."""
+    max_prompt_tokens: int | None = Field(None, ge=1)
+    """Longest accepted prompt in tokens; default: the model's context length."""
+    max_output_tokens: int = Field(512, ge=1)
+    """Largest accepted ``max_tokens``; also the chat default when a request gives none."""
+    request_timeout_s: float = Field(120.0, gt=0)
+    """Whole-request deadline, from arrival to the last token."""
+    step_timeout_s: float = Field(30.0, gt=0)
+    """Deadline of one step over the whole chain."""
+    max_concurrent_requests: int = Field(64, ge=1)
+    """Requests decoded at once; more are answered 503 at once rather than queued without bound."""
+    max_reprefills: int = Field(4, ge=0)
+    """How often one request may rebuild its caches from history before giving up."""

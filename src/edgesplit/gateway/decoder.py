@@ -1,0 +1,158 @@
+"""The decode loop of one request over the current route: prefill, decode steps, replay, clean-up.
+
+Owns each session's token history (what makes re-prefill possible); knows nothing about HTTP or text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from edgesplit.errors import SessionNotFoundError
+from edgesplit.gateway.routes import RouteBook
+from edgesplit.model.steps import SamplingParams
+from edgesplit.transport.base import ChainResult, ChainStep, HopTiming, Route, SegmentClient
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Per-request bounds the loop enforces (seconds)."""
+
+    request_timeout_s: float = 60.0
+    step_timeout_s: float = 10.0
+    max_reprefills: int = 4
+    end_session_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What one request asks of the chain, already tokenised and validated."""
+
+    prompt_ids: tuple[int, ...]
+    max_tokens: int
+    sampling: SamplingParams = SamplingParams()
+    privacy_high: bool = True
+
+
+@dataclass
+class GenerationState:
+    """Filled in while a request runs: why it stopped and what each step measured."""
+
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+    reprefills: int = 0
+    first_token_s: float | None = None
+    epochs: set[int] = field(default_factory=set)
+    timings: list[HopTiming] = field(default_factory=list)
+
+
+@dataclass
+class _Session:
+    route: Route
+    session_id: str
+    fed: int = 0  # how many history tokens this session's KV caches hold
+
+
+class Decoder:
+    """Runs requests over a ``SegmentClient``; sessions always end on every node, whatever happens."""
+
+    def __init__(
+        self,
+        client: SegmentClient,
+        routes: RouteBook,
+        eos_token_ids: frozenset[int],
+        limits: DecodeLimits = DecodeLimits(),
+    ) -> None:
+        self._client = client
+        self._routes = routes
+        self._eos = eos_token_ids
+        self._limits = limits
+        self._cleanup: set[asyncio.Task[None]] = set()
+
+    async def generate(self, request: GenerationRequest, state: GenerationState) -> AsyncIterator[int]:
+        """Yield generated token ids (EOS excluded); sets ``state.finish_reason`` to stop or length.
+
+        Raises ``TimeoutError`` past the request deadline and the client's errors otherwise.
+        """
+        started = time.monotonic()
+        deadline = started + self._limits.request_timeout_s
+        history = list(request.prompt_ids)
+        session: _Session | None = None
+        try:
+            while state.completion_tokens < request.max_tokens:
+                # 1) Pick the route of the committed plan; a new epoch moves the session (re-prefill).
+                route = self._routes.route_for(request.privacy_high)
+                if session is None or session.route.epoch != route.epoch:
+                    if session is not None:
+                        self._end_later(session)
+                    session = _Session(route, f"gw-{uuid.uuid4().hex}")
+                # 2) Send what the session's caches lack: the whole history after a (re-)prefill.
+                step = ChainStep(
+                    session_id=session.session_id,
+                    token_ids=tuple(history[session.fed :]),
+                    position=session.fed,
+                    sampling=_step_sampling(request.sampling, state.completion_tokens),
+                )
+                try:
+                    result = await self._run_step(route, step, deadline)
+                except SessionNotFoundError:
+                    # 3) A hop lost the cache (restart, eviction): replay the history on a fresh session.
+                    state.reprefills += 1
+                    if state.reprefills > self._limits.max_reprefills:
+                        raise
+                    self._end_later(session)
+                    session = None
+                    continue
+                # 4) Record, stop on EOS, else extend the history and hand the token out.
+                session.fed = len(history)
+                state.epochs.add(route.epoch)
+                state.timings.extend(result.timings)
+                state.completion_tokens += 1
+                if state.first_token_s is None:
+                    state.first_token_s = time.monotonic() - started
+                if result.token_id in self._eos:
+                    state.finish_reason = "stop"
+                    return
+                history.append(result.token_id)
+                yield result.token_id
+            state.finish_reason = "length"
+        finally:
+            if session is not None:
+                self._end_later(session)
+
+    async def _run_step(self, route: Route, step: ChainStep, deadline: float) -> ChainResult:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request timed out")
+        timeout = min(self._limits.step_timeout_s, remaining)
+        # The client gets the deadline; the outer guard catches an implementation that ignores it.
+        async with asyncio.timeout(timeout + 1.0):
+            return await self._client.run_step(route, step, timeout)
+
+    def _end_later(self, session: _Session) -> None:
+        """End a session on every hop without blocking (or being cancelled with) the request."""
+        task = asyncio.get_running_loop().create_task(self._end(session))
+        self._cleanup.add(task)
+        task.add_done_callback(self._cleanup.discard)
+
+    async def _end(self, session: _Session) -> None:
+        try:
+            async with asyncio.timeout(self._limits.end_session_timeout_s):
+                await self._client.end_session(session.route, session.session_id)
+        except Exception:  # best effort: nodes also drop idle sessions by timeout
+            pass
+
+    async def drain(self) -> None:
+        """Wait for pending session clean-ups (called at shutdown)."""
+        while self._cleanup:
+            await asyncio.gather(*list(self._cleanup), return_exceptions=True)
+
+
+def _step_sampling(sampling: SamplingParams, index: int) -> SamplingParams:
+    """A seeded request gets a distinct, reproducible seed per step."""
+    if sampling.seed is None or sampling.greedy:
+        return sampling
+    return SamplingParams(sampling.temperature, sampling.top_p, sampling.seed + index)
