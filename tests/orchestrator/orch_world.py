@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from edgesplit.orchestrator.controller import (
     AdaptiveController,
     ControllerSettings,
     MonitoringInputs,
-    Prediction,
 )
 from edgesplit.orchestrator.events import Action, DecisionEvent
 from edgesplit.orchestrator.planner.cost import build_tables, evaluate
@@ -30,6 +29,7 @@ from edgesplit.orchestrator.profiler import (
     NodeTelemetry,
     WorkloadObservation,
 )
+from edgesplit.orchestrator.split_revision import SplitRevision
 
 MB = 1_000_000
 
@@ -203,13 +203,11 @@ def mec_world(**kw: object) -> World:
     return World(make_blocks(), nodes, links, **kw)  # type: ignore[arg-type]
 
 
-def evaluate_fn(problem: dict[str, object], assignment: tuple[str, ...]) -> Prediction:
-    cost = evaluate(parse_problem(problem), assignment)
-    return Prediction(cost.latency_ms / 1e3, cost.imbalance, cost.privacy, cost.phi, cost.feasible)
-
-
 def brute_force_plan(
-    problem: dict[str, object], fixed: tuple[int, ...] | None, current: tuple[str, ...]
+    problem: dict[str, object],
+    fixed: tuple[int, ...] | None,
+    current: tuple[str, ...],
+    held: Mapping[str, frozenset[int]] | None = None,
 ) -> tuple[str, ...] | None:
     """Tests' stand-in planner: exhaustive over contiguous placements, min Φ, ties keep ``current``."""
     p = parse_problem(problem)
@@ -255,10 +253,13 @@ class ListSink:
 
 
 def make_controller(
-    world: World, settings: ControllerSettings | None = None
+    world: World, settings: ControllerSettings | None = None, planner: str = "real"
 ) -> tuple[AdaptiveController, ListSink]:
+    """The controller under test, with the real planner (``planner="brute"``: the exhaustive oracle)."""
     sink = ListSink()
-    ctrl = AdaptiveController(world.blocks, world.facts(), brute_force_plan, evaluate_fn, sink, settings)
+    sr = SplitRevision()
+    plan_fn = sr.plan if planner == "real" else brute_force_plan
+    ctrl = AdaptiveController(world.blocks, world.facts(), plan_fn, sr.evaluate, sink, settings)
     return ctrl, sink
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Literal, Protocol
@@ -22,7 +22,7 @@ from edgesplit.orchestrator.events import (
     Outcome,
     TriggerFiring,
 )
-from edgesplit.orchestrator.move_cost import MoveSettings, move_cost, net_benefit
+from edgesplit.orchestrator.move_cost import MoveSettings, holdings, move_cost, net_benefit
 from edgesplit.orchestrator.plans import Plan, boundaries_of
 from edgesplit.orchestrator.problem_builder import BlockCost, ClusterFacts, build_problem
 from edgesplit.orchestrator.profiler import (
@@ -57,10 +57,15 @@ class Prediction:
 
 class PlanFn(Protocol):
     """The split-revision call: best assignment, or None when infeasible. ``fixed_boundaries`` pins
-    the cut points (migration only); ``current`` lets the planner prefer staying put on ties."""
+    the cut points (migration only); ``current`` and ``held`` (node → blocks it already holds, loaded
+    or on disk) let the planner prefer, among near-equal plans, the one that moves the fewest bytes."""
 
     def __call__(
-        self, problem: Problem, fixed_boundaries: tuple[int, ...] | None, current: tuple[str, ...]
+        self,
+        problem: Problem,
+        fixed_boundaries: tuple[int, ...] | None,
+        current: tuple[str, ...],
+        held: Mapping[str, frozenset[int]],
     ) -> tuple[str, ...] | None: ...
 
 
@@ -191,7 +196,7 @@ class AdaptiveController:
         env = self._ingest(now, inputs)
         problem = self._problem(env, inputs, self._dead(now, env))
         started = self._timer()
-        assignment = self._plan_fn(problem, None, ())
+        assignment = self._plan_fn(problem, None, (), self._held(env, problem, ()))
         planning_s = self._timer() - started
         if assignment is None:
             event = DecisionEvent(
@@ -255,7 +260,7 @@ class AdaptiveController:
     def tick(self, now: float, inputs: MonitoringInputs = MonitoringInputs()) -> DecisionEvent:
         """One monitoring cycle. Returns the decision; notable ones (a trigger or a change) are logged."""
         # 1) Collect what arrived and update the capacity profiles: E(t).
-        env = self._ingest(now, inputs)
+        env = self._env = self._ingest(now, inputs)
         self._record_measured_latency(now, env)
         if self.state is not ControllerState.RUNNING or self.plan is None:
             return DecisionEvent(now, self.highest_epoch, Action.KEEP, f"controller is {self.state.value}")
@@ -351,11 +356,16 @@ class AdaptiveController:
         )
         return CandidateRecord(kind, assignment, pred.feasible, pred.latency_s, pred.utilization, meets)
 
+    @staticmethod
+    def _held(env: EnvironmentState, problem: Problem, current: tuple[str, ...]) -> dict[str, frozenset[int]]:
+        return {str(n["id"]): holdings(env, current, str(n["id"]))[1] for n in problem["nodes"]}
+
     def _solve(
         self, kind: CandidateKind, problem: Problem, fixed: tuple[int, ...] | None, dead: frozenset[str]
     ) -> list[CandidateRecord]:
         assert self.plan is not None
-        assignment = self._plan_fn(problem, fixed, self.plan.assignment)
+        current = self.plan.assignment
+        assignment = self._plan_fn(problem, fixed, current, self._held(self._env, problem, current))
         return [] if assignment is None else [self._candidate(kind, problem, tuple(assignment), dead)]
 
     def _judge(
@@ -445,4 +455,5 @@ class AdaptiveController:
             self._measuring = None
 
     _last_committed_change_s: float = -math.inf
+    _env: EnvironmentState
     _pending_event: DecisionEvent
