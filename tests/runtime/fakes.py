@@ -74,13 +74,12 @@ class FakeRunner:
                 return SegmentOutput(step.session_id, token_id=int(torch.argmax(logits)))
             else:
                 total, count = sess.get(block, (torch.zeros(HIDDEN), 0))
-                rows = []
-                for row in x:  # causal: each position sees the history before it
-                    mean = total / count if count else torch.zeros(HIDDEN)
-                    rows.append(torch.tanh(row @ _weights(block) + mean))
-                    total, count = total + row, count + 1
-                sess[block] = (total, count)
-                x = torch.stack(rows)
+                # causal: position i sees the mean of every input before it (the "KV cache")
+                before = total + torch.cumsum(x, 0) - x  # (T, H)
+                seen = count + torch.arange(x.shape[0], dtype=torch.float32)[:, None]  # (T, 1)
+                mean = torch.where(seen > 0, before / seen.clamp(min=1), torch.zeros_like(before))
+                sess[block] = (total + x.sum(0), count + x.shape[0])
+                x = torch.tanh(x @ _weights(block) + mean)
         return SegmentOutput(step.session_id, hidden=x)
 
     def drop(self, session_id: str) -> bool:
