@@ -14,6 +14,7 @@ STATUS_BY_ERROR: dict[type[E.EdgesplitError], grpc.StatusCode] = {
     E.EdgesplitError: grpc.StatusCode.UNKNOWN,
     E.UserInputError: grpc.StatusCode.INVALID_ARGUMENT,
     E.ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
+    E.InvalidProblemError: grpc.StatusCode.INVALID_ARGUMENT,
     E.ModelLoadError: grpc.StatusCode.FAILED_PRECONDITION,
     E.UnsupportedArchitectureError: grpc.StatusCode.FAILED_PRECONDITION,
     E.SegmentSpecError: grpc.StatusCode.INVALID_ARGUMENT,
