@@ -65,6 +65,7 @@ def lagrangian(inst: Instance, upper: float | None, iterations: int = 40) -> Bou
         grad = memory_use(inst, [res.nodes]) - cap
         if np.all(grad <= 0) and np.all((lam == 0) | (grad == 0)):
             break  # complementary slackness: λ is optimal for this relaxation
+        grad[(lam <= 0) & (grad < 0)] = 0.0  # projected: slack nodes at λ = 0 must not shrink the step
         target = upper if upper is not None else abs(value) * 1.05 + 1.0
         norm = float(grad @ grad)
         if norm == 0 or (upper is not None and target - best[0] <= 1e-9 * abs(target)):

@@ -17,6 +17,9 @@ from ortools.sat.python import cp_model
 from edgesplit.orchestrator.planner.instance import Instance
 from edgesplit.orchestrator.planner.plan import Objective
 
+Sum = cp_model.LinearExpr.Sum
+Weighted = cp_model.LinearExpr.WeightedSum
+
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -105,9 +108,9 @@ class ChainModel:
                         out_flow[i].append(var)
                         in_flow[j].append(var)
                 for i, var in xs[k].items():
-                    m.Add(sum(out_flow[i]) == var)
+                    m.Add(Sum(out_flow[i]) == var)
                 for j, var in xs[k + 1].items():
-                    m.Add(sum(in_flow[j]) == var)
+                    m.Add(Sum(in_flow[j]) == var)
                 stays.append(stay_k)
             self.x.append(xs)
             self.stay.append(stays)
@@ -159,7 +162,10 @@ class ChainModel:
                 continue
             if inst.n_sources == 1:
                 m.Add(
-                    sum((int(inst.param_bytes[k]) + int(kv_int[0, k])) * v for _, k, v in entries)
+                    Weighted(
+                        [v for _, _, v in entries],
+                        [int(inst.param_bytes[k]) + int(kv_int[0, k]) for _, k, _ in entries],
+                    )
                     <= int(cap[n])
                 )
                 continue
@@ -170,8 +176,8 @@ class ChainModel:
                     if kk == k:
                         m.AddImplication(v, y)
             m.Add(
-                sum(int(inst.param_bytes[k]) * y for k, y in held.items())
-                + sum(int(kv_int[s, k]) * v for s, k, v in entries)
+                Weighted(list(held.values()), [int(inst.param_bytes[k]) for k in held])
+                + Weighted([v for _, _, v in entries], [int(kv_int[s, k]) for s, k, _ in entries])
                 <= int(cap[n])
             )
 
@@ -193,9 +199,12 @@ class ChainModel:
                 if not starts:
                     continue
                 limit: cp_model.LinearExprT = 1
-                if n == src and opts.source_revisit and n in xs[-1]:
-                    limit = 1 + xs[-1][n]
-                m.Add(sum(starts) - sum(continues) <= limit)
+                if n == src and opts.source_revisit and n in xs[-1] and n in xs[0]:
+                    both = m.NewBoolVar("revisit")
+                    m.AddImplication(both, xs[0][n])
+                    m.AddImplication(both, xs[-1][n])
+                    limit = 1 + both
+                m.Add(Sum(starts) - Sum(continues) <= limit)
         for group in groups:
             prefixes = []
             for n in group:
@@ -220,7 +229,7 @@ class ChainModel:
 
     def _objective(self, terms, link_terms) -> cp_model.LinearExpr:  # type: ignore[no-untyped-def]
         inst, m = self.inst, self.model
-        expr = sum(c * v for v, c in terms if c) if terms else 0
+        expr = Weighted([v for v, c in terms if c], [c for _, c in terms if c])
         w = inst.problem.weights
         if self.opts.objective == "latency":
             rates = [s.token_rate for s in inst.problem.sources]
@@ -237,7 +246,7 @@ class ChainModel:
                         for k, row in enumerate(xs)
                         if n in row
                     ]
-                    m.Add(u >= self._floor(w.beta * float(inst.tables.util[n])) + sum(parts))
+                    m.Add(u >= self._floor(w.beta * float(inst.tables.util[n])) + Sum(parts))
                 expr = expr + u
             return expr
         top = self._floor(float(inst.compute_ms.sum(axis=0).max()) * inst.n_sources)
@@ -251,9 +260,9 @@ class ChainModel:
                 if n in row
             ]
             if parts:
-                m.Add(t >= sum(parts))
+                m.Add(t >= Sum(parts))
         for v in link_terms.values():
-            m.Add(t >= sum(c * var for var, c in v))
+            m.Add(t >= Weighted([var for var, _ in v], [c for _, c in v]))
         return expr + t
 
     # -- solving ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from edgesplit.orchestrator.planner.bounds import Bound, fixing_masks, lagrangia
 from edgesplit.orchestrator.planner.cpsat import ChainModel, SearchOptions
 from edgesplit.orchestrator.planner.dp import fits, shortest_path
 from edgesplit.orchestrator.planner.instance import Instance
+from edgesplit.orchestrator.planner.restricted import restricted_search
 
 RELATIVE_RESOLUTION = 1e-10
 """Integer scaling keeps the total rounding of any plan's cost below this fraction of the optimum."""
@@ -93,6 +94,14 @@ def exact_search(
             )
     else:
         lower = float(inst.compute_ms.min(axis=1).max())
+    if opts.one_segment_per_node and moved is None:
+        found = restricted_search(inst, opts, symmetric_groups or [])
+        if found is not None:
+            value, path = found
+            value += const if opts.objective == "latency" else 0.0
+            exact = model_value(inst, opts, (path,)) <= value * (1 + 1e-9) + 1e-12
+            note = "one segment per node: subset dynamic programme"
+            return SearchResult((path,), exact, value if exact else lower, (note,))
     states = inst.allowed.copy()
     hops: list[list[np.ndarray]] | None = None
     upper, best = _upper(inst, opts, upper_paths)
@@ -242,7 +251,7 @@ def _respects(inst: Instance, opts: SearchOptions, paths: tuple[tuple[int, ...],
     if opts.one_segment_per_node:
         runs = [n for k, n in enumerate(path) if k == 0 or path[k - 1] != n]
         for n in set(runs):
-            limit = 2 if (n == src and opts.source_revisit and path[-1] == src) else 1
+            limit = 2 if (n == src and opts.source_revisit and path[0] == path[-1] == src) else 1
             if runs.count(n) > limit:
                 return False
     return True

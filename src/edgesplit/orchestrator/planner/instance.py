@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -54,7 +55,17 @@ class Instance:
 
     def hop_ms(self, k: int) -> np.ndarray:
         """(N, N) hop times after unit k (unweighted ms), inf without a link."""
+        cached = self._hops
+        if cached is not None:
+            return cached[k]
         return self.tables.hop_matrix(float(self.out_bytes[k]))
+
+    @cached_property
+    def _hops(self) -> np.ndarray | None:
+        """All hop matrices at once when they fit in ~32 MB (the shortest path reads them many times)."""
+        if self.n_units * self.n_nodes**2 > 4_000_000:
+            return None
+        return np.array([self.tables.hop_matrix(float(b)) for b in self.out_bytes[:-1]])
 
     def trans_cost(self, s: int, k: int) -> np.ndarray:
         """(N, N) Φ cost of the hop after unit k for source s."""
