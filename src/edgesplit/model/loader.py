@@ -120,7 +120,7 @@ def load_config(path: Path) -> Any:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
     except Exception as exc:  # transformers raises ValueError/OSError/JSONDecodeError variously
         raise ModelLoadError(f"cannot read {path / 'config.json'}: {_first_line(exc)}") from exc
-    arch = ",".join(getattr(config, "architectures", None) or [config.model_type])
+    arch = ",".join(getattr(config, "architectures", None) or [type(config).__name__.removesuffix("Config")])
     if (
         getattr(config, "is_encoder_decoder", False)
         or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
