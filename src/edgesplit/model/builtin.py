@@ -166,7 +166,7 @@ def init_model(out: Path, arch: str, preset: str, seed: int = 0) -> Path:
     """
     spec = BuiltinSpec(arch, preset, seed)
     out = Path(out)
-    _ensure_writable_dir(out)
+    ensure_writable_dir(out)
     from edgesplit.model.tokenizer_build import build_tokenizer, special_token_ids
 
     shape = PRESET_SHAPES[spec.preset]
@@ -213,7 +213,8 @@ def _save_quietly(model: Any, tokenizer: Any, out: Path) -> None:
             hf_logging.enable_progress_bar()
 
 
-def _ensure_writable_dir(out: Path) -> None:
+def ensure_writable_dir(out: Path) -> None:
+    """Create ``out`` if needed; a UserInputError if it is a file or cannot be written."""
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} exists and is not a directory")
     try:
@@ -270,7 +271,7 @@ def _materialise(spec: BuiltinSpec, cache_dir: Path) -> Path:
     final = cache_dir / spec.cache_name
     if (final / "config.json").is_file():
         return final
-    _ensure_writable_dir(cache_dir)
+    ensure_writable_dir(cache_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}-", dir=cache_dir))
     try:
         init_model(staging, spec.arch, spec.preset, spec.seed)
@@ -282,3 +283,8 @@ def _materialise(spec: BuiltinSpec, cache_dir: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def resolve_builtin(name: str, cache_dir: Path | None = None) -> Path:
+    """``resolve_model`` for a built-in given without its prefix (``llama-tiny``, ``gpt2-small@3``)."""
+    return _materialise(parse_builtin(name), cache_dir or default_cache_dir())
