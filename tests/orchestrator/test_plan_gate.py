@@ -172,7 +172,7 @@ class GateProtocol(RuleBasedStateMachine):
     def _send(self, message: SignedMessage, good_key: bool) -> None:
         snapshot = (self.gate.highest_seen, self.gate.pending, self.gate.active, dict(self.gate.draining))
         try:
-            self.gate.handle(message)
+            applied = self.gate.handle(message)
         except PlanRejectedError:
             after = (self.gate.highest_seen, self.gate.pending, self.gate.active, dict(self.gate.draining))
             assert after == snapshot  # a refusal changes nothing
@@ -180,6 +180,8 @@ class GateProtocol(RuleBasedStateMachine):
         assert good_key, "a message signed by another key was applied"
         assert message.payload not in self.accepted, "a replayed message was applied twice"
         self.accepted.add(message.payload)
+        if applied.kind is MessageKind.RELEASE:  # its sessions lost their segments: they start afresh
+            self.session_epochs = {k: v for k, v in self.session_epochs.items() if v[-1] != applied.epoch}
 
     def _epoch(self, offset: int) -> int:
         return max(0, self.gate.highest_seen + offset)
