@@ -1,9 +1,135 @@
-"""CLI: placeholder until its issue lands (see issues)."""
+"""CLI: `edgesplit up`, `edgesplit gateway`, `edgesplit orchestrator` (the placeholder deployer).
+
+Run: edgesplit up examples/mec-3node.yaml
+     edgesplit gateway CLUSTER.yaml --listen 0.0.0.0:8000
+     edgesplit orchestrator CLUSTER.yaml --gateway http://HOST:8000
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from edgesplit.errors import ConfigError
+
+
+def _load(cluster_file: Path) -> Any:
+    from edgesplit.cluster.loader import load_cluster
+
+    return load_cluster(cluster_file)
+
+
+def _resolve_model(spec: str, base: Path) -> Path:
+    """A `builtin:` spec or a folder (relative folders are relative to the cluster file)."""
+    from edgesplit.model.builtin import resolve_model
+
+    if not spec.startswith("builtin:") and not Path(spec).is_absolute():
+        spec = str((base / spec).resolve())
+    return resolve_model(spec)
+
+
+def up(cluster_file: Path, timeout_s: float) -> None:
+    from edgesplit.cluster.launcher import run_up
+
+    cluster = _load(cluster_file)
+    model_path = _resolve_model(cluster.model, cluster_file.parent)
+    raise SystemExit(run_up(cluster, model_path, timeout_s))
+
+
+def gateway(
+    cluster_file: Path | None, config_file: Path | None, listen: str, ready_file: Path | None
+) -> None:
+    from edgesplit.gateway.config import GatewayConfig
+    from edgesplit.gateway.server import serve
+
+    if (cluster_file is None) == (config_file is None):
+        raise ConfigError("give either a CLUSTER.yaml or --config GATEWAY.json")
+    if config_file is not None:
+        try:
+            config = GatewayConfig.model_validate_json(config_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"bad gateway config {config_file}: {str(exc).splitlines()[0]}") from None
+    else:
+        from edgesplit.cluster.roles import gateway_config
+
+        assert cluster_file is not None
+        cluster = _load(cluster_file)
+        config = gateway_config(cluster, _resolve_model(cluster.model, cluster_file.parent))
+        missing = [n.id for n in config.nodes if not n.address]
+        if missing:
+            raise ConfigError(f"{cluster_file}: node(s) {', '.join(missing)} need an `address: HOST:PORT`")
+    serve(config, listen, ready_file)
+
+
+def orchestrator(cluster_file: Path, gateway_url: str | None, ready_file: Path | None, epoch: int) -> None:
+    """Placeholder orchestrator: plan from declared facts, deploy, then hold until stopped."""
+    import asyncio
+    import json
+    import signal
+
+    from edgesplit.cluster.bootstrap import deploy, initial_plan, model_facts
+
+    # Declared facts only: the emulation section is for node agents (DESIGN §3).
+    cluster = _load(cluster_file).model_copy(update={"emulation": None})
+    missing = [n.id for n in cluster.nodes if not n.address]
+    if missing:
+        raise ConfigError(f"{cluster_file}: node(s) {', '.join(missing)} need an `address: HOST:PORT`")
+    model_path = _resolve_model(cluster.model, cluster_file.parent)
+    facts = model_facts(model_path)
+    plan = initial_plan(cluster, facts, cluster.privacy.block_indices(facts.num_blocks))
+    addresses = {n.id: n.address for n in cluster.nodes}
+
+    async def main() -> None:
+        await deploy(plan, epoch, addresses, gateway_url.rstrip("/") if gateway_url else None)
+        summary = {
+            "epoch": epoch,
+            "segments": [{"node": n, "start": s, "end": e} for n, s, e in plan.segments()],
+            "solver": plan.solver,
+            "cost": plan.cost,
+        }
+        if ready_file is not None:
+            tmp = ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(summary))
+            tmp.replace(ready_file)
+        typer.echo(f"edgesplit orchestrator: deployed epoch {epoch}: {json.dumps(summary['segments'])}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    asyncio.run(main())
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this module's commands to the root app."""
+    """Attach `up`, `gateway` and `orchestrator` to the root app."""
+
+    @app.command("up")
+    def up_cmd(
+        cluster_file: Path = typer.Argument(..., help="CLUSTER.yaml (DESIGN §4.3)."),
+        timeout_s: float = typer.Option(180.0, "--timeout", help="Seconds to wait for every process."),
+    ) -> None:
+        """Start a local cluster on loopback: node agents, gateway, orchestrator; Ctrl-C stops all."""
+        up(cluster_file, timeout_s)
+
+    @app.command("gateway")
+    def gateway_cmd(
+        cluster_file: Path | None = typer.Argument(None, help="CLUSTER.yaml with node addresses."),
+        config_file: Path | None = typer.Option(None, "--config", help="GATEWAY.json (GatewayConfig)."),
+        listen: str = typer.Option("127.0.0.1:8000", "--listen", help="HOST:PORT (port 0: any)."),
+        ready_file: Path | None = typer.Option(None, "--ready-file", help="Write {url, pid} when serving."),
+    ) -> None:
+        """Run the OpenAI-compatible gateway in front of running node agents."""
+        gateway(cluster_file, config_file, listen, ready_file)
+
+    @app.command("orchestrator")
+    def orchestrator_cmd(
+        cluster_file: Path = typer.Argument(..., help="CLUSTER.yaml with node addresses."),
+        gateway_url: str | None = typer.Option(None, "--gateway", help="Gateway URL to commit plans to."),
+        ready_file: Path | None = typer.Option(None, "--ready-file", help="Write the deployed plan here."),
+        epoch: int = typer.Option(1, "--epoch", min=1, help="Epoch of the initial plan."),
+    ) -> None:
+        """Placeholder orchestrator: deploy an initial plan (prepare, commit), then hold."""
+        orchestrator(cluster_file, gateway_url, ready_file, epoch)

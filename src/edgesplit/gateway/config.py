@@ -21,6 +21,17 @@ class GatewayNodeConfig(BaseModel):
     """Process id when the node runs on this machine (``edgesplit up``), for memory/CPU in /v1/cluster."""
 
 
+class EmulatedLinkConfig(BaseModel):
+    """Shaping of the link from the source node (where the gateway runs) to one peer (DESIGN §3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bandwidth_mbps: float = Field(0.0, ge=0)
+    """Mbit/s; 0 means unlimited."""
+    rtt_ms: float = Field(0.0, ge=0)
+    jitter_ms: float = Field(0.0, ge=0)
+
+
 class GatewayConfig(BaseModel):
     """Everything one gateway needs; one object, passed explicitly."""
 
@@ -45,3 +56,7 @@ class GatewayConfig(BaseModel):
     """Requests decoded at once; more are answered 503 at once rather than queued without bound."""
     max_reprefills: int = Field(4, ge=0)
     """How often one request may rebuild its caches from history before giving up."""
+    source_node: str = "gateway"
+    """The node the gateway runs on; nodes shape their replies on their link to it."""
+    emulated_links: dict[str, EmulatedLinkConfig] = Field(default_factory=dict)
+    """Emulated links from the source node to each peer (only the transport reads them)."""

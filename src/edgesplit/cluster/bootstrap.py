@@ -1,0 +1,177 @@
+"""Placeholder orchestrator: compute an initial plan from declared facts and deploy it (prepare → commit).
+
+Reads only what an operator declares (nodes, trust, memory, links, privacy, weights) and the model's
+block sizes; never the ``emulation`` section (DESIGN §3). The adaptive controller replaces this loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgesplit.cluster.config import ClusterConfig
+from edgesplit.errors import InfeasibleError, NodeUnavailableError
+
+#: Reference compute rate for the cost model until nodes are profiled: FLOP/s of a speed-1.0 node.
+REFERENCE_FLOPS_PER_S = 1e9
+TOKEN_ID_BYTES = 4
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Per-block sizes of the served model (bytes), enough to build a planner problem."""
+
+    names: tuple[str, ...]
+    param_bytes: tuple[int, ...]
+    kv_bytes_per_token: tuple[int, ...]
+    hidden_bytes: int
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class InitialPlan:
+    assignment: tuple[str, ...]
+    solver: str
+    cost: dict[str, float]
+
+    def segments(self) -> list[tuple[str, int, int]]:
+        """Runs of equal nodes as (node, start, end)."""
+        out: list[tuple[str, int, int]] = []
+        for block, node in enumerate(self.assignment):
+            if out and out[-1][0] == node:
+                out[-1] = (node, out[-1][1], block + 1)
+            else:
+                out.append((node, block, block + 1))
+        return out
+
+
+def model_facts(model_path: Path) -> ModelFacts:
+    """Block sizes from the checkpoint (loads it once on CPU)."""
+    from edgesplit.model.loader import load_block_model
+
+    model = load_block_model(model_path)
+    cfg = model.model.config
+    heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or model.hidden_size // heads
+    dtype_bytes = next(model.model.parameters()).element_size()
+    kv_layer = 2 * kv_heads * head_dim * dtype_bytes
+    names, params, kv = [], [], []
+    for index in range(model.num_blocks):
+        state = model.block_state_dict(index)
+        names.append(
+            "embed" if index == 0 else "head" if index == model.num_blocks - 1 else f"layer.{index - 1}"
+        )
+        params.append(sum(t.numel() * t.element_size() for t in state.values()))
+        kv.append(kv_layer if 0 < index < model.num_blocks - 1 else 0)
+    return ModelFacts(tuple(names), tuple(params), tuple(kv), model.hidden_size * dtype_bytes)
+
+
+def planner_problem(cluster: ClusterConfig, facts: ModelFacts, privacy_blocks: list[int]) -> dict[str, Any]:
+    """The §4.2 problem from declared facts: unmeasured nodes count as speed 1.0 and idle."""
+    blocks = [
+        {
+            "name": facts.names[b],
+            "work_ms": 2 * facts.param_bytes[b] / 4 / REFERENCE_FLOPS_PER_S * 1e3,
+            "param_bytes": facts.param_bytes[b],
+            "kv_bytes_per_token": facts.kv_bytes_per_token[b],
+            "out_bytes": TOKEN_ID_BYTES if b == facts.num_blocks - 1 else facts.hidden_bytes,
+            "privacy": b in privacy_blocks,
+        }
+        for b in range(facts.num_blocks)
+    ]
+    nodes = [
+        {"id": n.id, "speed": 1.0, "mem_bytes": n.memory, "util": 0.0, "trusted": n.trusted}
+        for n in sorted(cluster.nodes, key=lambda n: n.id)
+    ]
+    declared = {tuple(sorted((p.a, p.b))): p for p in cluster.links.pairs}
+    links = []
+    ids = sorted(n.id for n in cluster.nodes)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1 :]:
+            link = declared.get((a, b)) or cluster.links.default
+            if link is not None:
+                links.append({"a": a, "b": b, "bandwidth_mbps": link.bandwidth_mbps, "rtt_ms": link.rtt_ms})
+    w = cluster.weights
+    return {
+        "blocks": blocks,
+        "nodes": nodes,
+        "links": links,
+        "source": cluster.source.id,
+        "privacy": cluster.request_privacy,
+        "weights": {"alpha": w.alpha, "beta": w.beta, "gamma": w.gamma},
+    }
+
+
+def initial_plan(cluster: ClusterConfig, facts: ModelFacts, privacy_blocks: list[int]) -> InitialPlan:
+    """The planner's optimum over declared facts; the simple plan if the planner finds none."""
+    try:
+        from edgesplit.orchestrator.planner import parse_problem, solve
+    except ImportError:
+        return simple_plan(cluster, facts, privacy_blocks)
+    try:
+        plan = solve(parse_problem(planner_problem(cluster, facts, privacy_blocks)), "auto")
+    except InfeasibleError:
+        return simple_plan(cluster, facts, privacy_blocks)
+    cost = {k: float(v) for k, v in plan.cost.to_json().items() if isinstance(v, int | float)}
+    return InitialPlan(tuple(plan.assignment), f"planner:{plan.solver}", cost)
+
+
+def simple_plan(cluster: ClusterConfig, facts: ModelFacts, privacy_blocks: list[int]) -> InitialPlan:
+    """Privacy blocks on the source; every other block on the largest-memory other node.
+
+    Nothing is measured yet, so declared memory stands in for capacity; a cluster of one node keeps
+    everything on the source.
+    """
+    source = cluster.source.id
+    others = sorted((n for n in cluster.nodes if n.id != source), key=lambda n: (-n.memory, n.id))
+    target = others[0].id if others else source
+    assignment = tuple(source if b in privacy_blocks else target for b in range(facts.num_blocks))
+    return InitialPlan(assignment, "simple", {})
+
+
+async def deploy(
+    plan: InitialPlan,
+    epoch: int,
+    addresses: dict[str, str],
+    gateway_url: str | None,
+    timeout_s: float = 120.0,
+) -> None:
+    """Prepare on every node of the plan, commit on all, then tell the gateway (DESIGN §4.6)."""
+    import httpx
+
+    from edgesplit.transport.node_admin import NodeAdmin
+    from edgesplit.wire.messages import PlanSegment, PlanSpec
+
+    spec = PlanSpec(epoch, tuple(PlanSegment(node=n, start=s, end=e) for n, s, e in plan.segments()))
+    used = sorted({n for n, _, _ in plan.segments()})
+    admins = {n: NodeAdmin(addresses[n]) for n in used}
+    try:
+        ready = await asyncio.gather(*(a.wait_serving(timeout_s) for a in admins.values()))
+        dead = [n for n, ok in zip(admins, ready, strict=True) if not ok]
+        if dead:
+            raise NodeUnavailableError(
+                f"node(s) {', '.join(dead)} did not become healthy within {timeout_s:.0f} s"
+            )
+        await asyncio.gather(*(a.prepare(spec, timeout_s=timeout_s) for a in admins.values()))
+        await asyncio.gather(*(a.commit(epoch) for a in admins.values()))
+    finally:
+        await asyncio.gather(*(a.close() for a in admins.values()), return_exceptions=True)
+    if gateway_url:
+        body = {
+            "epoch": epoch,
+            "segments": [
+                {"node": n, "start": s, "end": e, "address": addresses[n]} for n, s, e in plan.segments()
+            ],
+            "cost": plan.cost,
+            "solver": plan.solver,
+        }
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            resp = await http.put(f"{gateway_url}/v1/plan", json=body)
+            if resp.status_code != 200:
+                raise NodeUnavailableError(f"the gateway refused plan epoch {epoch}: {resp.text}")

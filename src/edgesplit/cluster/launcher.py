@@ -1,0 +1,209 @@
+"""`edgesplit up`: one node agent per node, the gateway and the placeholder orchestrator, supervised.
+
+Owns the child processes: each in its own process group, logs in a run folder, readiness by ready
+files, and teardown by PID (SIGTERM, then SIGKILL) on Ctrl-C, SIGTERM or the death of any child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgesplit.cluster.config import ClusterConfig
+from edgesplit.cluster.roles import gateway_config, node_config
+from edgesplit.errors import EdgesplitError, ServiceDeadError
+
+STOP_GRACE_S = 5.0
+POLL_S = 0.05
+
+
+@dataclass
+class Child:
+    """One supervised process; ``log`` holds its stdout and stderr."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+@dataclass
+class LocalCluster:
+    """The processes of one local cluster. ``start()`` returns the gateway URL; ``stop()`` is idempotent."""
+
+    cluster: ClusterConfig
+    model_path: Path
+    run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="edgesplit-up-")))
+    keep_run_dir: bool = False
+    children: list[Child] = field(default_factory=list)
+    addresses: dict[str, str] = field(default_factory=dict)
+    gateway_url: str = ""
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    def start(self, timeout_s: float = 120.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        # 1) One node agent per node, on a loopback port of its own choosing.
+        ready = {}
+        for node in self.cluster.nodes:
+            cfg_path = self.run_dir / f"node-{node.id}.yaml"
+            ready[node.id] = self.run_dir / f"node-{node.id}.ready"
+            cfg = node_config(self.cluster, node.id, self.model_path, "127.0.0.1:0", ready[node.id])
+            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            self._spawn(f"node {node.id}", ["node", "--config", str(cfg_path)])
+        for node in self.cluster.nodes:
+            self.addresses[node.id] = self._await_ready(f"node {node.id}", ready[node.id], deadline)[
+                "address"
+            ]
+        # 2) The gateway on the source node, knowing every node's address and PID.
+        pids = {c.name.removeprefix("node "): c.proc.pid for c in self.children}
+        gw = gateway_config(self.cluster, self.model_path, self.addresses, pids)
+        gw_path = self.run_dir / "gateway.json"
+        gw_path.write_text(gw.model_dump_json(indent=2))
+        gw_ready = self.run_dir / "gateway.ready"
+        listen = f"127.0.0.1:{self.cluster.gateway.port}"
+        self._spawn(
+            "gateway",
+            ["gateway", "--config", str(gw_path), "--listen", listen, "--ready-file", str(gw_ready)],
+        )
+        self.gateway_url = self._await_ready("gateway", gw_ready, deadline)["url"]
+        # 3) The orchestrator: declared facts and addresses only (no emulation section), deploys epoch 1.
+        orch_path = self.run_dir / "cluster.orchestrator.yaml"
+        orch_path.write_text(yaml.safe_dump(orchestrator_view(self.cluster, self.addresses), sort_keys=False))
+        orch_ready = self.run_dir / "orchestrator.ready"
+        self._spawn(
+            "orchestrator",
+            ["orchestrator", str(orch_path), "--gateway", self.gateway_url, "--ready-file", str(orch_ready)],
+        )
+        self.plan = self._await_ready("orchestrator", orch_ready, deadline)
+        return self.gateway_url
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = self.run_dir / (name.replace(" ", "-") + ".log")
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edgesplit.cli.main", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: teardown reaches its children too
+                preexec_fn=_die_with_parent,
+            )
+        self.children.append(Child(name, proc, log))
+
+    def _await_ready(self, name: str, ready_file: Path, deadline: float) -> dict[str, Any]:
+        child = next(c for c in self.children if c.name == name)
+        while True:
+            if ready_file.exists():
+                with contextlib.suppress(json.JSONDecodeError, OSError):
+                    return dict(json.loads(ready_file.read_text()))
+            if child.proc.poll() is not None:
+                code = child.proc.returncode
+                raise ServiceDeadError(
+                    f"{name} exited with code {code} before it was ready; log:\n{child.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise ServiceDeadError(f"{name} was not ready in time; its log:\n{child.tail()}")
+            time.sleep(POLL_S)
+
+    def dead_child(self) -> Child | None:
+        return next((c for c in self.children if c.proc.poll() is not None), None)
+
+    def stop(self) -> None:
+        """SIGTERM every process group (orchestrator, gateway, then nodes), SIGKILL what is left."""
+        for child in reversed(self.children):
+            _signal_group(child.proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in reversed(self.children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if child.proc.poll() is None:
+                _signal_group(child.proc, signal.SIGKILL)
+                child.proc.wait()
+            else:
+                _signal_group(child.proc, signal.SIGKILL)  # stray grandchildren in its group
+        if not self.keep_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def orchestrator_view(cluster: ClusterConfig, addresses: dict[str, str]) -> dict[str, Any]:
+    """The cluster file the orchestrator gets: declared facts with live addresses, emulation removed."""
+    data = cluster.model_dump(mode="json", exclude={"emulation"})
+    for node in data["nodes"]:
+        node["address"] = addresses.get(node["id"], node.get("address"))
+    return data
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if `edgesplit up` itself is killed, so nothing is orphaned."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -> int:
+    """Start, print the gateway URL, supervise until a signal or a child's death, stop. Returns exit code."""
+    stop_reason: list[str] = []
+
+    def on_signal(signum: int, _: Any) -> None:
+        stop_reason.append(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    local = LocalCluster(cluster, model_path)
+    code = 0
+    try:
+        print(f"edgesplit up: model {cluster.model} ({model_path}); logs in {local.run_dir}", flush=True)
+        url = local.start(timeout_s)
+        for node_id, address in local.addresses.items():
+            print(f"  node {node_id:<10} {address}", flush=True)
+        segments = " -> ".join(
+            f"{s['node']}[{s['start']}:{s['end']}]" for s in local.plan.get("segments", [])
+        )
+        print(
+            f"  plan epoch {local.plan.get('epoch')}: {segments} ({local.plan.get('solver', '')})", flush=True
+        )
+        print(f"edgesplit gateway ready on {url}", flush=True)
+        print(f"OpenAI base_url: {url}/v1   (Ctrl-C stops everything)", flush=True)
+        while not stop_reason:
+            dead = local.dead_child()
+            if dead is not None:
+                print(
+                    f"edgesplit up: {dead.name} exited with code {dead.proc.returncode}; stopping all\n"
+                    f"{dead.tail()}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                code = 1
+                break
+            time.sleep(0.2)
+    except EdgesplitError as exc:
+        print(f"edgesplit: error: {exc}", file=sys.stderr, flush=True)
+        code = exc.exit_code
+    finally:
+        local.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop_reason:
+        print(f"edgesplit up: stopped ({stop_reason[0]})", flush=True)
+    return code

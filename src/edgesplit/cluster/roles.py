@@ -1,0 +1,110 @@
+"""What each process of a cluster is given: a node agent's config (with its emulation) and the gateway's.
+
+The only place the cluster's ``emulation`` section is read (DESIGN §3): it goes to node agents and the
+gateway's transport, never to planning code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgesplit.cluster.config import ClusterConfig, LinkEmulation
+from edgesplit.gateway.config import EmulatedLinkConfig, GatewayConfig, GatewayNodeConfig
+
+
+def num_blocks_of(model_path: Path) -> int:
+    """Embedding + layers + head, from the checkpoint's config.json (no torch)."""
+    config = json.loads((model_path / "config.json").read_text())
+    layers = config.get("num_hidden_layers", config.get("n_layer"))
+    if not isinstance(layers, int):
+        raise ValueError(f"{model_path}/config.json has no num_hidden_layers")
+    return layers + 2
+
+
+def _links_from(cluster: ClusterConfig, node_id: str) -> dict[str, dict[str, float]]:
+    """The emulated link from ``node_id`` to each peer it has one with (links are shaped both ways)."""
+    emulation = cluster.emulation
+    if emulation is None:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    default = emulation.default_link
+    if default is not None:
+        for peer in cluster.nodes:
+            if peer.id != node_id:
+                out[peer.id] = {"bandwidth_mbps": default.bandwidth_mbps, "rtt_ms": default.rtt_ms}
+    for link in emulation.links:
+        if node_id in (link.a, link.b):
+            out[link.b if link.a == node_id else link.a] = _shape(link)
+    return out
+
+
+def _shape(link: LinkEmulation) -> dict[str, float]:
+    return {"bandwidth_mbps": link.bandwidth_mbps, "rtt_ms": link.rtt_ms, "jitter_ms": link.jitter_ms}
+
+
+def node_emulation(cluster: ClusterConfig, node_id: str) -> dict[str, Any]:
+    """The node agent's ``emulation`` section (node/config.py EmulationConfig keys)."""
+    emulation = cluster.emulation
+    if emulation is None:
+        return {}
+    mine = emulation.nodes.get(node_id)
+    section: dict[str, Any] = {"links": _links_from(cluster, node_id)}
+    if mine is not None:
+        section["speed_factor"] = mine.speed_factor
+        section["background_load"] = mine.background_load
+        if mine.memory_cap is not None:
+            section["memory_cap_bytes"] = mine.memory_cap
+    if emulation.block_profile:
+        section["block_profile"] = {str(b): t.model_dump() for b, t in emulation.block_profile.items()}
+    return section
+
+
+def node_config(
+    cluster: ClusterConfig, node_id: str, model_path: Path, listen: str, ready_file: Path | None
+) -> dict[str, Any]:
+    """A NodeConfig mapping for ``edgesplit node --config``."""
+    config: dict[str, Any] = {"node_id": node_id, "listen": listen, "model": str(model_path)}
+    if ready_file is not None:
+        config["ready_file"] = str(ready_file)
+    emulation = node_emulation(cluster, node_id)
+    if emulation:
+        config["emulation"] = emulation
+    return config
+
+
+def gateway_config(
+    cluster: ClusterConfig,
+    model_path: Path,
+    addresses: dict[str, str] | None = None,
+    pids: dict[str, int] | None = None,
+) -> GatewayConfig:
+    """The gateway of ``cluster``: it runs on the source node and routes to every declared node."""
+    addresses = addresses or {}
+    pids = pids or {}
+    num_blocks = num_blocks_of(model_path)
+    source = cluster.source.id
+    section = cluster.gateway
+    return GatewayConfig(
+        model_name=cluster.model,
+        model_path=model_path,
+        nodes=[
+            GatewayNodeConfig(
+                id=n.id,
+                address=addresses.get(n.id, n.address or ""),
+                trusted=n.trusted,
+                source=n.source,
+                pid=pids.get(n.id),
+            )
+            for n in cluster.nodes
+        ],
+        privacy_blocks=cluster.privacy.block_indices(num_blocks),
+        max_prompt_tokens=section.max_prompt_tokens,
+        max_output_tokens=section.max_output_tokens,
+        request_timeout_s=section.request_timeout_s,
+        step_timeout_s=section.step_timeout_s,
+        max_concurrent_requests=section.max_concurrent_requests,
+        source_node=source,
+        emulated_links={p: EmulatedLinkConfig(**s) for p, s in _links_from(cluster, source).items()},
+    )

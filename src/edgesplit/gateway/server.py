@@ -1,0 +1,134 @@
+"""The gateway process: gRPC client to the nodes, the FastAPI app under uvicorn, readiness, shutdown.
+
+Run: edgesplit gateway CLUSTER.yaml --listen 127.0.0.1:8000   (or --config GATEWAY.json)
+Binds its socket itself so port 0 works, then prints and writes (``--ready-file``) the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+from edgesplit.errors import ConfigError
+from edgesplit.gateway.config import GatewayConfig
+
+TELEMETRY_TIMEOUT_S = 1.0
+
+
+def bind_listen(listen: str) -> socket.socket:
+    """A listening TCP socket for ``HOST:PORT`` (port 0: any free port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--listen {listen!r}: write HOST:PORT, e.g. 127.0.0.1:8000 or 0.0.0.0:0")
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), int(port)))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"the gateway cannot listen on {listen}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def public_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
+def serve(config: GatewayConfig, listen: str, ready_file: Path | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; then finish in-flight cleanup and close the node channels."""
+    asyncio.run(_serve(config, bind_listen(listen), ready_file))
+
+
+async def _serve(config: GatewayConfig, sock: socket.socket, ready_file: Path | None) -> None:
+    import uvicorn
+
+    from edgesplit.gateway.app import create_app
+    from edgesplit.transport.grpc_client import GrpcSegmentClient
+    from edgesplit.transport.link import LinkSpec
+
+    links = {
+        peer: LinkSpec(
+            bandwidth_bps=link.bandwidth_mbps * 1e6, rtt_s=link.rtt_ms / 1e3, jitter_s=link.jitter_ms / 1e3
+        )
+        for peer, link in config.emulated_links.items()
+    }
+    client = GrpcSegmentClient(source_node_id=config.source_node, links=links)
+    await client.start()
+    app = create_app(config, client, telemetry=_node_telemetry(config))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+
+    async def announce() -> None:
+        while not server.started and not server.should_exit:
+            await asyncio.sleep(0.01)
+        if server.started:
+            url = public_url(sock)
+            if ready_file is not None:
+                _write_atomically(ready_file, {"url": url, "pid": os.getpid()})
+            print(f"edgesplit gateway ready on {url}", flush=True)
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(announce())
+        tasks.create_task(server.serve(sockets=[sock]))
+
+
+def _node_telemetry(config: GatewayConfig) -> Any:
+    """A TelemetrySource asking each node for its self-report (short deadline; missing nodes say so)."""
+    from edgesplit.transport.node_admin import NodeAdmin
+
+    admins: dict[str, NodeAdmin] = {}
+
+    async def one(node_id: str, address: str) -> dict[str, Any]:
+        admin = admins.get(node_id)
+        if admin is None:
+            admin = admins[node_id] = NodeAdmin(address)
+        try:
+            snap = await admin.telemetry(timeout_s=TELEMETRY_TIMEOUT_S)
+        except Exception as exc:  # a node that does not answer is reported, not fatal
+            return {
+                "reachable": False,
+                "telemetry_error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            }
+        return {
+            "reachable": True,
+            "cpu_utilization": snap.cpu_utilization,
+            "node_rss_bytes": snap.rss_bytes,
+            "gpu_utilization": snap.gpu_utilization,
+            "active_sessions": snap.active_sessions,
+            "queue_depth": snap.queue_depth,
+            "epochs": list(snap.epochs),
+            "segments": [
+                {"start": s.start, "end": s.end, "decode_s_per_step": s.decode_s_per_step, "steps": s.steps}
+                for s in snap.segments
+            ],
+            "uptime_s": snap.uptime_s,
+        }
+
+    async def telemetry() -> dict[str, dict[str, Any]]:
+        nodes = [n for n in config.nodes if n.address]
+        results = await asyncio.gather(*(one(n.id, n.address) for n in nodes))
+        return {n.id: r for n, r in zip(nodes, results, strict=True)}
+
+    return telemetry
+
+
+def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
