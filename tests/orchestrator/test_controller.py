@@ -241,3 +241,28 @@ def test_measured_latency_is_recorded_against_the_prediction_after_settling() ->
     true = world.true_latency_s(ctrl.plan.assignment)  # type: ignore[union-attr]
     assert change.measured_latency_s == pytest.approx(true, rel=0.05)
     assert change.predicted_latency_s == pytest.approx(true, rel=0.25)
+
+
+@pytest.mark.parametrize("interval", [120.0, None])
+def test_a_recovered_node_wins_its_segments_back_only_by_the_periodic_improvement_check(
+    interval: float | None,
+) -> None:
+    world = mec_world(noise=0.03, seed=15)
+    world.nodes["mec2"].speed = 2.0  # the fallback is clearly worse than mec1 once mec1 recovers
+    ctrl, _ = make_controller(world, ControllerSettings(improvement_interval_s=interval))
+    start(ctrl, world)
+    world.nodes["mec1"].background = 0.95
+    log = run(ctrl, world, 1.0, 10.0)
+    assert len(log.changes) == 1 and _middle_node(ctrl.plan.assignment) == "mec2"  # type: ignore[union-attr]
+    moved_at = log.changes[0].at_s
+    world.nodes["mec1"].background = 0.05
+    log = run(ctrl, world, 10.0, 200.0, log=RunLog())
+    if interval is None:
+        assert log.changes == []  # Algorithm 1 as printed: no trigger, no change
+        return
+    assert len(log.changes) == 1
+    back = log.changes[0]
+    assert [t.kind for t in back.triggers] == [TriggerKind.IMPROVEMENT]
+    assert back.at_s >= moved_at + interval
+    assert _middle_node(ctrl.plan.assignment) == "mec1"  # type: ignore[union-attr]
+    assert back.chosen is not None and back.chosen.gain_s > back.chosen.cost_s

@@ -21,6 +21,7 @@ from edgesplit.orchestrator.events import (
     DecisionEvent,
     Outcome,
     TriggerFiring,
+    TriggerKind,
 )
 from edgesplit.orchestrator.move_cost import MoveSettings, holdings, move_cost, net_benefit
 from edgesplit.orchestrator.plans import Plan, boundaries_of
@@ -104,6 +105,11 @@ class ControllerSettings:
     move: MoveSettings = MoveSettings()
     min_relative_gain: float = 0.10
     """A non-urgent change must cut predicted latency by this fraction, or fix a missed target."""
+    improvement_interval_s: float | None = 120.0
+    """With no trigger active, look for a clearly better plan this often (None: only on triggers, as
+    in the paper's Algorithm 1). This is how a recovered node wins its segments back — after T_cool,
+    and only if the gain beats ``improvement_min_gain`` and the move's cost."""
+    improvement_min_gain: float = 0.20
     replan_interval_s: float = 10.0
     """While a trigger stays active without a change, re-plan at most this often."""
     heartbeat_timeout_s: float = 5.0
@@ -163,6 +169,7 @@ class AdaptiveController:
         self.highest_epoch = 0
         self.last_change_s = -math.inf
         self._last_plan_s = -math.inf
+        self._first_tick_s = math.inf
         self._triggers = TriggerState()
         self._failed: dict[str, float] = {}
         self._rollout: _Rollout | None = None
@@ -272,7 +279,12 @@ class AdaptiveController:
         )
         self._triggers, triggers = decision.state, decision.firing
         if not decision.reconfigure:
-            return DecisionEvent(now, plan.epoch, Action.KEEP, "no trigger")
+            if not self._improvement_due(now):
+                return DecisionEvent(now, plan.epoch, Action.KEEP, "no trigger")
+            since = now - max(self._last_plan_s, self.last_change_s)
+            triggers = (
+                TriggerFiring(TriggerKind.IMPROVEMENT, since, self.settings.improvement_interval_s or 0),
+            )
 
         # 3) Rate limits: cool-down since the last change; no re-planning every cycle while a trigger
         #    stays active. Privacy violations and node loss skip both. Deferrals are logged once.
@@ -296,8 +308,15 @@ class AdaptiveController:
         planning_s = self._timer() - started
 
         # 5) Guards: is it a change, and does its gain over the horizon pay for moving? Then roll out.
-        judged = [self._judge(c, keep, env, problem, decision.urgent) for c in options]
-        chosen = next((c for c in judged if c.note == "accepted"), None)
+        improving = triggers[0].kind is TriggerKind.IMPROVEMENT
+        min_gain = self.settings.improvement_min_gain if improving else self.settings.min_relative_gain
+        judged = [self._judge(c, keep, env, problem, decision.urgent, min_gain) for c in options]
+        accepted = [c for c in judged if c.note == "accepted"]
+        # Migration first (paper §3.3); a re-split only when migration misses the targets. Between
+        # candidates that all miss them (urgent cases), the lower predicted latency wins.
+        chosen = next((c for c in accepted if c.meets_targets), None) or min(
+            accepted, key=lambda c: c.predicted_latency_s or math.inf, default=None
+        )
         if chosen is None:
             reason = "; ".join(f"{c.kind.value}: {c.note}" for c in judged) or "no feasible plan found"
             return self._record(
@@ -318,6 +337,8 @@ class AdaptiveController:
     # ---- pieces ----------------------------------------------------------------------------------
 
     def _ingest(self, now: float, inputs: MonitoringInputs) -> EnvironmentState:
+        if self._first_tick_s == math.inf:
+            self._first_tick_s = now
         for report in inputs.reports:
             self.profiler.add_node_report(report, now)
         for obs in inputs.links:
@@ -333,8 +354,10 @@ class AdaptiveController:
     def _dead(self, now: float, env: EnvironmentState) -> frozenset[str]:
         known = {n.node_id for n in self.facts.nodes}
         silent = env.dead_nodes(now, self.settings.heartbeat_timeout_s)
-        # Once telemetry flows, a declared node that never reported is as good as absent.
-        never = {n for n in known if n not in env.nodes} if env.nodes else set()
+        # A declared node that has not reported within a heartbeat timeout of our own start is absent
+        # (not before: after a restart, reports trickle in over the first cycle).
+        waited = now - self._first_tick_s >= self.settings.heartbeat_timeout_s
+        never = {n for n in known if n not in env.nodes} if waited else set()
         failed = {n for n, at in self._failed.items() if now - at < self.settings.failed_node_exclusion_s}
         return frozenset((silent | never | failed) & known)
 
@@ -356,6 +379,15 @@ class AdaptiveController:
         )
         return CandidateRecord(kind, assignment, pred.feasible, pred.latency_s, pred.utilization, meets)
 
+    def _improvement_due(self, now: float) -> bool:
+        interval = self.settings.improvement_interval_s
+        if interval is None:
+            return False
+        quiet_since = max(self._last_plan_s, self.last_change_s, self._first_tick_s)
+        return (
+            now - quiet_since >= interval and now - self.last_change_s >= self.settings.thresholds.cooldown_s
+        )
+
     @staticmethod
     def _held(env: EnvironmentState, problem: Problem, current: tuple[str, ...]) -> dict[str, frozenset[int]]:
         return {str(n["id"]): holdings(env, current, str(n["id"]))[1] for n in problem["nodes"]}
@@ -375,6 +407,7 @@ class AdaptiveController:
         env: EnvironmentState,
         problem: Problem,
         urgent: bool,
+        min_gain: float,
     ) -> CandidateRecord:
         assert self.plan is not None
         current = self.plan.assignment
@@ -396,8 +429,8 @@ class AdaptiveController:
             1 - cand.predicted_latency_s / keep.predicted_latency_s if keep.predicted_latency_s > 0 else 0.0
         )
         fixes_target = cand.meets_targets and not keep.meets_targets
-        if relative < self.settings.min_relative_gain and not fixes_target:
-            return replace(moved, note=f"gain {relative:.1%} below {self.settings.min_relative_gain:.0%}")
+        if relative < min_gain and not fixes_target:
+            return replace(moved, note=f"gain {relative:.1%} below {min_gain:.0%}")
         if not benefit.pays:
             return replace(
                 moved,

@@ -6,7 +6,6 @@ touches a clock, socket or log: the caller passes the orchestrator's own receive
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -150,12 +149,15 @@ class RobustEwma:
 
     def add(self, sample: float) -> float:
         self._samples.append(sample)
-        median = statistics.median(self._samples)
+        # Inline median (statistics.median is ~4x slower, and this runs ~1000 times per cycle).
+        ordered = sorted(self._samples)
+        half = len(ordered) // 2
+        median = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
         prev = self.value
         if prev is None or (prev > 0 and not prev / self.jump <= median <= prev * self.jump):
             self.value = median
         else:
-            self.value = self.alpha * median + (1 - self.alpha) * prev
+            self.value = prev + self.alpha * (median - prev)
         return self.value
 
     def reset(self) -> None:
