@@ -1,0 +1,134 @@
+"""Tokens/s of HF `generate` vs edgesplit's in-process segment chain (1 and 4 segments), plus batching.
+
+Run: python benchmarks/bench_generate.py --arch llama --preset base --new-tokens 32 --repeats 3 --record
+
+The chain runs the very same loaded weights as HF `generate` (greedy, EOS disabled so every run
+makes exactly --new-tokens tokens); runs are interleaved and medians compared. With --batch N it
+also measures N concurrent sessions decoding through one runner (one forward per step) vs one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import interleaved, record
+
+from edgesplit.model.chain import SegmentChain
+from edgesplit.model.loader import BlockModel, load_block_model
+from edgesplit.model.steps import SegmentStep
+
+
+def checkpoint(arch: str, preset: str, cache: Path) -> Path:
+    """The built-in preset when edgesplit.model.builtin exists, else an equivalent Llama of our own."""
+    try:
+        from edgesplit.model.builtin import init_model
+
+        out = cache / f"{arch}-{preset}"
+        if not (out / "config.json").is_file():
+            init_model(out, arch, preset, seed=0)
+        return out
+    except ImportError:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        out = cache / "llama-base-fallback"
+        if not (out / "config.json").is_file():
+            torch.manual_seed(0)
+            config = LlamaConfig(hidden_size=1024, intermediate_size=2816, num_hidden_layers=20,
+                                 num_attention_heads=16, vocab_size=32000)  # fmt: skip
+            LlamaForCausalLM(config).save_pretrained(out)
+        return out
+
+
+def four_segments(n_blocks: int) -> list[tuple[int, int]]:
+    """Embedding + first layers, two middle spans, last layers + head: cuts at quarters."""
+    cuts = [0, n_blocks // 4, n_blocks // 2, 3 * n_blocks // 4, n_blocks]
+    return list(itertools.pairwise(cuts))
+
+
+def batched_decode(block_model: BlockModel, sessions: int, prompt: list[int], steps: int) -> None:
+    """``sessions`` sessions: prefill together, then ``steps`` decode steps, each one forward for all."""
+    runner = SegmentChain.from_block_model(block_model, [(0, block_model.num_blocks)]).runners[0]
+    ids = {f"s{i}": torch.tensor(prompt) for i in range(sessions)}
+    position = dict.fromkeys(ids, 0)
+    for _ in range(steps + 1):
+        outs = runner.step([SegmentStep(s, x, position[s]) for s, x in ids.items()])
+        for out in outs:
+            assert out.token_id is not None, out.error
+            position[out.session_id] += len(ids[out.session_id])
+            ids[out.session_id] = torch.tensor([out.token_id])
+    for s in ids:
+        runner.drop(s)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--arch", default="llama")
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--prompt-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=0, help="also measure N batched sessions vs 1")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgesplit-bench")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+
+    block_model = load_block_model(checkpoint(args.arch, args.preset, args.cache))
+    model = block_model.model
+    model.generation_config.eos_token_id = None
+    params = sum(p.numel() for p in model.parameters())
+    prompt = [
+        int(t)
+        for t in torch.randint(
+            5, block_model.vocab_size, (args.prompt_tokens,), generator=torch.Generator().manual_seed(0)
+        )
+    ]
+    n = args.new_tokens
+    one = SegmentChain.from_block_model(block_model, [(0, block_model.num_blocks)])
+    four = SegmentChain.from_block_model(block_model, four_segments(block_model.num_blocks))
+
+    def hf() -> list[int]:
+        with torch.inference_mode():
+            out = model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False, pad_token_id=0)
+        return [int(t) for t in out[0, len(prompt) :]]
+
+    same = hf() == one.generate(prompt, n) == four.generate(prompt, n)
+    fns = {"hf_generate": hf, "chain_1_segment": lambda: one.generate(prompt, n),
+           "chain_4_segments": lambda: four.generate(prompt, n)}  # fmt: skip
+    results = interleaved(fns, repeats=args.repeats, warmup=1)
+    tps = {name: n / m.median_s for name, m in results.items()}
+    print(f"{args.arch}-{args.preset}: {params / 1e6:.0f} M params, prompt {len(prompt)}, {n} new tokens, "
+          f"threads {torch.get_num_threads()}, identical tokens: {same}")  # fmt: skip
+    for name, rate in tps.items():
+        print(f"  {name:18s} {rate:7.2f} tokens/s  (median {results[name].median_s:.2f} s)  "
+              f"ratio vs HF {rate / tps['hf_generate']:.3f}")  # fmt: skip
+    figures: dict[str, object] = {
+        "params": params,
+        "new_tokens": n,
+        "identical_tokens": same,
+        "tokens_per_s": tps,
+        "segments_4": four_segments(block_model.num_blocks),
+    }
+    if args.batch:
+        steps = max(4, n // 2)
+        batch = interleaved({"1": lambda: batched_decode(block_model, 1, prompt, steps),
+                             str(args.batch): lambda: batched_decode(block_model, args.batch, prompt, steps)},
+                            repeats=args.repeats, warmup=1)  # fmt: skip
+        rates = {k: int(k) * (steps + 1) / m.median_s for k, m in batch.items()}
+        print(
+            f"  batched sessions: 1 → {rates['1']:.2f} tokens/s, {args.batch} → "
+            f"{rates[str(args.batch)]:.2f} tokens/s, speed-up {rates[str(args.batch)] / rates['1']:.2f}x"
+        )
+        figures["batched_tokens_per_s"] = rates
+    if args.record:
+        print("recorded", record("bench_generate", figures))
+
+
+if __name__ == "__main__":
+    main()
