@@ -58,6 +58,16 @@ def make_config(family: str, n_layers: int = 3, hidden: int = 64) -> Any:
         "max_position_embeddings": 256,
         "initializer_range": 0.1,
     }
+    if family == "gpt_neox":  # no family adapter: exercises the generic one (layers at gpt_neox.layers)
+        return tf.GPTNeoXConfig(
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            initializer_range=0.1,
+            **common,
+        )
     if family == "llama":
         return tf.LlamaConfig(tie_word_embeddings=False, **rotary, **common)
     if family == "mistral":

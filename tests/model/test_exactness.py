@@ -10,7 +10,7 @@ import torch
 from golden import DECODE_STEPS, Reference, chain_logits, hf_reference
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from model_factories import FAMILIES
+from model_factories import FAMILIES, make_checkpoint
 
 from edgesplit.model.chain import SegmentChain
 from edgesplit.model.loader import BlockModel, load_block_model
@@ -65,3 +65,20 @@ def test_reference_runs_past_the_sliding_window(loaded: dict[str, tuple[BlockMod
     assert len(PROMPT) + DECODE_STEPS > 16
     logits = torch.stack(loaded["mistral"][1].decode_logits)
     assert torch.isfinite(logits).all()
+
+
+def test_generic_adapter_splits_a_family_without_its_own(tmp_path: Path) -> None:
+    """GPT-NeoX has no adapter of its own: the generic one finds its layers and stays exact."""
+    checkpoint = make_checkpoint(tmp_path / "neox", "gpt_neox", n_layers=2)
+    block_model = load_block_model(checkpoint)
+    assert block_model.adapter.family == "generic" and block_model.num_blocks == 4
+    ref = hf_reference(checkpoint, PROMPT, steps=8)
+    for cuts in ({1, 2, 3}, {2}):
+        chain = SegmentChain.from_block_model(block_model, segments_from_cuts(cuts, 4))
+        logits = chain_logits(chain, "s", ref.prompt, ref.tokens[:-1])
+        assert (logits[0] - ref.prefill_logits).abs().max().item() <= TOLERANCE
+        assert all(
+            (a[0] - b).abs().max().item() <= TOLERANCE
+            for a, b in zip(logits[1:], ref.decode_logits, strict=True)
+        )
+        assert chain.generate(ref.prompt, 8, session_id="g") == ref.tokens
