@@ -37,6 +37,7 @@ def build_config(
     segments: str | None,
     ready_file: Path | None,
     metrics_port: int | None,
+    threads: int | None = None,
 ) -> Any:
     """A NodeConfig from the YAML file (if any) with flags overriding its keys."""
     import yaml
@@ -62,6 +63,7 @@ def build_config(
         "segments": _parse_segments(segments) if segments else None,
         "ready_file": ready_file,
         "metrics_port": metrics_port,
+        "torch_threads": threads,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -82,6 +84,10 @@ def run(config: Any) -> None:
     from edgesplit.node.agent import NodeAgent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if config.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)  # this process only: it is a node entry point
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -114,10 +120,20 @@ def register(app: typer.Typer) -> None:
             None, "--ready-file", help="Write address JSON here when ready."
         ),
         metrics_port: int | None = typer.Option(None, "--metrics-port", help="Prometheus port (0: any)."),
+        threads: int | None = typer.Option(None, "--threads", help="Torch intra-op threads for this node."),
     ) -> None:
         """Run one node agent: host model segments and serve steps over gRPC."""
         run(
             build_config(
-                config, node_id, listen, advertise, model, shard_dir, segments, ready_file, metrics_port
+                config,
+                node_id,
+                listen,
+                advertise,
+                model,
+                shard_dir,
+                segments,
+                ready_file,
+                metrics_port,
+                threads,
             )
         )

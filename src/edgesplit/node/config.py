@@ -113,6 +113,9 @@ class NodeConfig(BaseModel):
     """Tokens one step may carry (the prefill length cap)."""
     max_tensor_bytes: int = Field(256 * 1024 * 1024, ge=1)
     """Largest activation tensor accepted, in bytes."""
+    torch_threads: int | None = Field(None, ge=1)
+    """Intra-op threads for this node's compute (None: torch's default). Several nodes sharing one
+    machine should split its cores; oversubscribed OpenMP pools are many times slower."""
     metrics_port: int | None = Field(None, ge=0, le=65535)
     """Serve Prometheus metrics on this port (0: a free port; None: off)."""
     ready_file: Path | None = None
