@@ -266,3 +266,17 @@ def test_a_recovered_node_wins_its_segments_back_only_by_the_periodic_improvemen
     assert back.at_s >= moved_at + interval
     assert _middle_node(ctrl.plan.assignment) == "mec1"  # type: ignore[union-attr]
     assert back.chosen is not None and back.chosen.gain_s > back.chosen.cost_s
+
+
+def test_restart_with_reports_trickling_in_neither_redeploys_nor_declares_nodes_lost() -> None:
+    world = mec_world(noise=0.05, seed=16)
+    first, _ = make_controller(world)
+    plan = start(first, world)
+    restarted, sink = make_controller(world)
+    restarted.adopt(plan, highest_epoch=plan.epoch)
+    partial = world.measure(plan)
+    only_device = replace(partial, reports=[r for r in partial.reports if r.node_id == "device"])
+    assert restarted.tick(0.0, only_device).action is Action.KEEP
+    log = run(restarted, world, 1.0, 60.0)
+    assert log.changes == [] and restarted.plan == plan
+    assert not any(TriggerKind.NODE_LOSS in {t.kind for t in e.triggers} for e in sink.events)
