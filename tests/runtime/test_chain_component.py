@@ -166,3 +166,20 @@ async def test_end_session_and_idle_timeout_free_caches() -> None:
                 await asyncio.sleep(0.05)
         finally:
             await client.close()
+
+
+async def test_full_queue_is_a_capacity_error_not_a_hang() -> None:
+    from edgesplit.errors import CapacityError
+
+    async with fake_cluster([(0, 6)], N_BLOCKS, delay_s=0.2, max_queued_steps=1) as (route, _nodes):
+        client = GrpcSegmentClient()
+        try:
+            results = await asyncio.gather(
+                *(client.run_step(route, ChainStep(f"q{i}", (1, 2), 0), 5.0) for i in range(4)),
+                return_exceptions=True,
+            )
+        finally:
+            await client.close()
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert errors and all(isinstance(e, CapacityError) for e in errors), results
+    assert len(errors) < 4

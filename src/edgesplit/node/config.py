@@ -109,6 +109,8 @@ class NodeConfig(BaseModel):
     """Sessions idle this long are dropped (their KV caches freed)."""
     max_sessions: int = Field(256, ge=1)
     """Sessions per segment; more is a CapacityError."""
+    max_queued_steps: int = Field(1024, ge=1)
+    """Steps waiting for the compute thread; beyond this a step fails with CapacityError."""
     max_step_tokens: int = Field(8192, ge=1)
     """Tokens one step may carry (the prefill length cap)."""
     max_tensor_bytes: int = Field(256 * 1024 * 1024, ge=1)

@@ -103,6 +103,11 @@ class NodeService:
                 raise SessionError(f"undecodable step for session {env.session_id}: {decode_error}")
             assert env.inputs is not None
             segment.validate(env.inputs)
+            if self._worker.queue_depth >= self.config.max_queued_steps:
+                raise CapacityError(
+                    f"node {self.node_id} has {self._worker.queue_depth} steps queued "
+                    f"(max_queued_steps {self.config.max_queued_steps}); retry later or route elsewhere"
+                )
         except EdgesplitError as exc:
             self._run(self._report(env, exc))
             return
