@@ -7,6 +7,7 @@ import pytest
 from edgesplit.orchestrator.move_cost import MoveCost, MoveSettings, move_cost, net_benefit
 from edgesplit.orchestrator.problem_builder import BlockCost
 from edgesplit.orchestrator.profiler import EnvironmentState, LinkProfile, NodeProfile
+from edgesplit.orchestrator.split_revision import plan_utilization
 
 MB = 1_000_000
 BLOCKS = [BlockCost(f"b{i}", 0.010, 100 * MB, 8, prefill_s_per_token=0.001) for i in range(4)]
@@ -55,3 +56,13 @@ def test_gain_counts_only_after_the_move_and_a_move_longer_than_the_horizon_neve
     assert slow.gain_s == 0.0 and not slow.pays
     idle = net_benefit(0.050, 0.040, 0.0, MoveCost(0, 0, 1.0, 0.5), settings)
     assert not idle.pays  # no traffic, nothing to gain
+
+
+def test_plan_utilization_counts_only_the_nodes_the_plan_uses() -> None:
+    problem = {
+        "blocks": [{"work_ms": 10.0}, {"work_ms": 30.0}],
+        "nodes": [{"id": "a", "speed": 2.0, "util": 0.1}, {"id": "idle", "speed": 1.0, "util": 0.95}],
+        "token_rate": 20.0,
+    }
+    # a runs 40 ms of reference work per token at speed 2 = 20 ms; 20 tokens/s -> 0.4 busy, + 0.1 background.
+    assert plan_utilization(problem, ("a", "a")) == pytest.approx(0.5)

@@ -50,4 +50,21 @@ class SplitRevision:
 
     def evaluate(self, problem: Problem, assignment: tuple[str, ...]) -> Prediction:
         cost = evaluate(parse_problem(problem), assignment)
-        return Prediction(cost.latency_ms / 1e3, cost.imbalance, cost.privacy, cost.phi, cost.feasible)
+        return Prediction(
+            cost.latency_ms / 1e3,
+            plan_utilization(problem, assignment),
+            cost.privacy,
+            cost.phi,
+            cost.feasible,
+        )
+
+
+def plan_utilization(problem: Problem, assignment: tuple[str, ...]) -> float:
+    """max ρ_n (§4.2) over the nodes the plan uses — the planner's U maxes over every node, and a
+    loaded node that serves nothing would make every plan look like it misses U_max."""
+    nodes = {str(n["id"]): n for n in problem["nodes"]}
+    rate_per_ms = float(problem.get("token_rate", 0.0)) / 1000
+    load: dict[str, float] = {}
+    for block, node_id in zip(problem["blocks"], assignment, strict=True):
+        load[node_id] = load.get(node_id, 0.0) + float(block["work_ms"]) / float(nodes[node_id]["speed"])
+    return max(float(nodes[n].get("util", 0.0)) + rate_per_ms * work for n, work in sorted(load.items()))
