@@ -7,6 +7,7 @@ Pure core (no sockets, threads or clocks; time is passed in as ``now``):
 * ``problem_builder`` E(t) + ``BlockCost``s + ``ClusterFacts`` → the §4.2 planner problem (dict)
 * ``triggers``        ``Thresholds`` (Table 3), ``should_reconfigure`` with hysteresis
 * ``move_cost``       bytes to fetch/load given each node's loaded + standby shards; net benefit
+* ``candidates``      the split-revision interface (``PlanFn``, ``Prediction``) and the change guards
 * ``controller``      ``AdaptiveController``: Algorithm 1 as ``tick(now, MonitoringInputs)``
 * ``split_revision``  ``SplitRevision``: the planner package as the controller's plan/evaluate callables
 * ``plans`` / ``signing`` / ``plan_gate``  the signed, epoch-fenced plan of §4.6 and the node-side gate

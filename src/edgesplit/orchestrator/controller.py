@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
+from edgesplit.orchestrator.candidates import EvaluateFn, Guard, PlanFn, Problem, choose, predicted
 from edgesplit.orchestrator.events import (
     Action,
     CandidateKind,
@@ -23,7 +24,7 @@ from edgesplit.orchestrator.events import (
     TriggerFiring,
     TriggerKind,
 )
-from edgesplit.orchestrator.move_cost import MoveSettings, holdings, move_cost, net_benefit
+from edgesplit.orchestrator.move_cost import MoveSettings, holdings
 from edgesplit.orchestrator.plans import Plan, boundaries_of
 from edgesplit.orchestrator.problem_builder import BlockCost, ClusterFacts, build_problem
 from edgesplit.orchestrator.profiler import (
@@ -41,36 +42,6 @@ from edgesplit.orchestrator.triggers import (
     TriggerState,
     should_reconfigure,
 )
-
-Problem = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The cost model's view of one assignment under E(t) (DESIGN §4.2, in seconds)."""
-
-    latency_s: float
-    utilization: float
-    privacy: int
-    phi: float
-    feasible: bool
-
-
-class PlanFn(Protocol):
-    """The split-revision call: best assignment, or None when infeasible. ``fixed_boundaries`` pins
-    the cut points (migration only); ``current`` and ``held`` (node → blocks it already holds, loaded
-    or on disk) let the planner prefer, among near-equal plans, the one that moves the fewest bytes."""
-
-    def __call__(
-        self,
-        problem: Problem,
-        fixed_boundaries: tuple[int, ...] | None,
-        current: tuple[str, ...],
-        held: Mapping[str, frozenset[int]],
-    ) -> tuple[str, ...] | None: ...
-
-
-EvaluateFn = Callable[[Problem, tuple[str, ...]], Prediction]
 
 
 class EventSink(Protocol):
@@ -135,12 +106,10 @@ class MonitoringInputs:
     """Nodes the gateway saw fail a step (faster than waiting for missed heartbeats)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Rollout:
     plan: Plan
-    event_id: int
-    started_s: float
-    commit_at_s: float | None = None
+    event: DecisionEvent
 
 
 class AdaptiveController:
@@ -210,11 +179,10 @@ class AdaptiveController:
                 now, 0, Action.KEEP, "no feasible initial plan", phases={"planning": planning_s}
             )
             return self._record(event)
-        pred = self._evaluate(problem, assignment)
-        chosen = CandidateRecord(
-            CandidateKind.RESPLIT, assignment, True, pred.latency_s, pred.utilization, True
+        chosen = predicted(
+            CandidateKind.RESPLIT, assignment, self._evaluate(problem, assignment), self.settings.thresholds
         )
-        return self._begin_rollout(now, env, (), [chosen], chosen, "initial deployment", planning_s)
+        return self._begin_rollout(now, (), [chosen], chosen, "initial deployment", planning_s)
 
     def stop(self) -> None:
         self._move_to(ControllerState.STOPPED)
@@ -255,7 +223,7 @@ class AdaptiveController:
     def _finish(
         self, rollout: _Rollout, outcome: Outcome, prepare_s: float, commit_s: float
     ) -> DecisionEvent:
-        base = self._pending_event
+        base = rollout.event
         event = replace(
             base, outcome=outcome, phases={**base.phases, "prepare": prepare_s, "commit": commit_s}
         )
@@ -310,13 +278,9 @@ class AdaptiveController:
         # 5) Guards: is it a change, and does its gain over the horizon pay for moving? Then roll out.
         improving = triggers[0].kind is TriggerKind.IMPROVEMENT
         min_gain = self.settings.improvement_min_gain if improving else self.settings.min_relative_gain
-        judged = [self._judge(c, keep, env, problem, decision.urgent, min_gain) for c in options]
-        accepted = [c for c in judged if c.note == "accepted"]
-        # Migration first (paper §3.3); a re-split only when migration misses the targets. Between
-        # candidates that all miss them (urgent cases), the lower predicted latency wins.
-        chosen = next((c for c in accepted if c.meets_targets), None) or min(
-            accepted, key=lambda c: c.predicted_latency_s or math.inf, default=None
-        )
+        guard = Guard(self.blocks, plan.assignment, self.settings.move, decision.urgent, min_gain)
+        judged = [guard.judge(c, keep, env, problem) for c in options]
+        chosen = choose(judged)
         if chosen is None:
             reason = "; ".join(f"{c.kind.value}: {c.note}" for c in judged) or "no feasible plan found"
             return self._record(
@@ -332,7 +296,7 @@ class AdaptiveController:
                 )
             )
         reason = f"{chosen.kind.value} on {', '.join(f.kind.value for f in triggers)}"
-        return self._begin_rollout(now, env, triggers, [keep, *judged], chosen, reason, planning_s)
+        return self._begin_rollout(now, triggers, [keep, *judged], chosen, reason, planning_s)
 
     # ---- pieces ----------------------------------------------------------------------------------
 
@@ -372,12 +336,7 @@ class AdaptiveController:
     ) -> CandidateRecord:
         if set(assignment) & dead:
             return CandidateRecord(kind, assignment, False, note="uses a lost node")
-        pred = self._evaluate(problem, assignment)
-        th = self.settings.thresholds
-        meets = (
-            pred.feasible and pred.latency_s <= th.latency_max_s and pred.utilization <= th.utilization_max
-        )
-        return CandidateRecord(kind, assignment, pred.feasible, pred.latency_s, pred.utilization, meets)
+        return predicted(kind, assignment, self._evaluate(problem, assignment), self.settings.thresholds)
 
     def _improvement_due(self, now: float) -> bool:
         interval = self.settings.improvement_interval_s
@@ -400,49 +359,9 @@ class AdaptiveController:
         assignment = self._plan_fn(problem, fixed, current, self._held(self._env, problem, current))
         return [] if assignment is None else [self._candidate(kind, problem, tuple(assignment), dead)]
 
-    def _judge(
-        self,
-        cand: CandidateRecord,
-        keep: CandidateRecord,
-        env: EnvironmentState,
-        problem: Problem,
-        urgent: bool,
-        min_gain: float,
-    ) -> CandidateRecord:
-        assert self.plan is not None
-        current = self.plan.assignment
-        speed = {str(n["id"]): float(n["speed"]) for n in problem["nodes"]}
-        if not cand.feasible:
-            return replace(cand, note="infeasible")
-        if cand.assignment == current:
-            return replace(cand, note="same as the current plan")
-        cost = move_cost(env, self.blocks, current, cand.assignment, self.settings.move, speed)
-        moved = replace(cand, move_bytes=cost.download_bytes + cost.load_bytes, move_s=cost.move_s)
-        if urgent or not keep.feasible:
-            return replace(moved, cost_s=cost.reprefill_s, note="accepted")
-        assert keep.predicted_latency_s is not None and cand.predicted_latency_s is not None
-        benefit = net_benefit(
-            keep.predicted_latency_s, cand.predicted_latency_s, env.tokens_per_s, cost, self.settings.move
-        )
-        moved = replace(moved, gain_s=benefit.gain_s, cost_s=benefit.cost_s)
-        relative = (
-            1 - cand.predicted_latency_s / keep.predicted_latency_s if keep.predicted_latency_s > 0 else 0.0
-        )
-        fixes_target = cand.meets_targets and not keep.meets_targets
-        if relative < min_gain and not fixes_target:
-            return replace(moved, note=f"gain {relative:.1%} below {min_gain:.0%}")
-        if not benefit.pays:
-            return replace(
-                moved,
-                note=f"move does not pay: gain {benefit.gain_s:.2f} s < cost {benefit.cost_s:.2f} s "
-                f"(moving takes {cost.move_s:.1f} s of a {self.settings.move.horizon_s:.0f} s horizon)",
-            )
-        return replace(moved, note="accepted")
-
     def _begin_rollout(
         self,
         now: float,
-        env: EnvironmentState,
         triggers: tuple[TriggerFiring, ...],
         records: list[CandidateRecord],
         chosen: CandidateRecord,
@@ -467,8 +386,7 @@ class AdaptiveController:
             phases={"planning": planning_s},
         )
         event = self._record(event)
-        self._pending_event = event
-        self._rollout = _Rollout(new_plan, event.event_id or 0, now)
+        self._rollout = _Rollout(new_plan, event)
         return event
 
     @property
@@ -489,4 +407,3 @@ class AdaptiveController:
 
     _last_committed_change_s: float = -math.inf
     _env: EnvironmentState
-    _pending_event: DecisionEvent

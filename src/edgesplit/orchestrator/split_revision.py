@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edgesplit.errors import InfeasibleError
-from edgesplit.orchestrator.controller import Prediction, Problem
+from edgesplit.orchestrator.candidates import Prediction, Problem
 from edgesplit.orchestrator.planner import evaluate, parse_problem, solve
 
 
