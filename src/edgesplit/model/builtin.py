@@ -26,7 +26,7 @@ ARCHS: tuple[str, ...] = ("llama", "qwen2", "mistral", "gpt2")
 PRESETS: tuple[str, ...] = ("tiny", "small", "base")
 BUILTIN_PREFIX = "builtin:"
 # Bump when presets, initialisation or the tokenizer change, so stale cached builds are not reused.
-BUILTIN_VERSION = 1
+BUILTIN_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -119,17 +119,24 @@ def build_config(arch: str, preset: str, token_ids: dict[str, int | None] | None
 
 
 _EMBED_SCALE = 0.25
+_QK_GAIN = 2.0
 _FINAL_NORMS = ("model.norm", "transformer.ln_f")
 
 
 def _initialise(model: torch.nn.Module, tied: bool, seed: int) -> None:
     """Fill every parameter from one seeded generator, module by module in registration order.
 
-    Scale-free "fan-in" init: matrices N(0, 1/fan_in); embeddings N(0, (0.25²)/hidden), small next to
-    the layers' residual updates so a random model does not just predict its input token again; with
-    a tied LM head the final norm is scaled by 4 to keep logits at unit spread (far from ties, so
-    greedy decoding is stable under float noise). Norm weights are 1 + N(0, 0.02) and all biases
-    N(0, 0.02) so that splitting bugs in those paths show up.
+    Scale-free "fan-in" init, tuned so a random model's greedy output is not degenerate:
+
+    * matrices N(0, 1/fan_in); query and key projections ×2, so attention scores have a spread of
+      ~4 at any width: near-uniform attention would average the context into one constant
+      vector and the model would repeat one token;
+    * GPT-2's MLP output projection centred over its input, so GELU's positive mean adds no
+      constant direction to the residual stream;
+    * embeddings N(0, 0.25²/hidden): small next to the layers' updates, so a tied head does not
+      just predict the input token again; with a tied head the final norm is ×4, keeping logits at
+      unit spread (far from ties, so greedy decoding is stable under float noise);
+    * norm weights 1 + N(0, 0.02) and all biases N(0, 0.02), so splitting bugs in those paths show.
     """
     import torch
     from transformers.pytorch_utils import Conv1D
@@ -149,6 +156,7 @@ def _initialise(model: torch.nn.Module, tied: bool, seed: int) -> None:
                 elif isinstance(module, torch.nn.Linear | Conv1D):
                     fan_in = param.shape[0] if isinstance(module, Conv1D) else param.shape[1]
                     param.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=generator)
+                    _shape_projection(module_name, param)
                 elif param.dim() == 1:  # LayerNorm / RMSNorm scale
                     param.normal_(1.0, 0.02, generator=generator)
                     if tied and module_name in _FINAL_NORMS:
@@ -156,6 +164,16 @@ def _initialise(model: torch.nn.Module, tied: bool, seed: int) -> None:
                 else:
                     kind = type(module).__name__
                     raise RuntimeError(f"no init rule for {module_name}.{param_name} ({kind})")
+
+
+def _shape_projection(module_name: str, weight: torch.Tensor) -> None:
+    """The per-projection adjustments of ``_initialise`` (in place, no randomness)."""
+    if module_name.endswith(("q_proj", "k_proj")):
+        weight.mul_(_QK_GAIN)
+    elif module_name.endswith("attn.c_attn"):  # GPT-2 Conv1D (d, 3d): q, k, v side by side
+        weight[:, : 2 * weight.shape[0]].mul_(_QK_GAIN)
+    elif module_name.endswith("mlp.c_proj"):  # GPT-2 Conv1D (ff, d)
+        weight.sub_(weight.mean(dim=0, keepdim=True))
 
 
 def init_model(out: Path, arch: str, preset: str, seed: int = 0) -> Path:

@@ -82,7 +82,9 @@ def training_corpus(n_words: int) -> list[str]:
     syllables = [c + v for c in _CONSONANTS for v in _VOWELS]
     syllables += [c + v + e for c in _CONSONANTS for v in _VOWELS for e in "nrst"]
     lexicon = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(20_000)]
-    lines = _ENGLISH.splitlines() * 20
+    english = _ENGLISH.splitlines()
+    # About a third of the words are English, so its common words and stems win early merges.
+    lines = english * max(1, n_words // (2 * len(_ENGLISH.split())))
     for _ in range(n_words // 10):
         words = []
         for _ in range(10):
