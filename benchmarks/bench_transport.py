@@ -26,7 +26,7 @@ from harness import interleaved, record
 from edgesplit.model.builtin import resolve_model
 from edgesplit.model.chain import SegmentChain
 from edgesplit.model.loader import load_block_model
-from edgesplit.node.launcher import NodeProcess, spawn_node
+from edgesplit.node.launcher import NodeProcess, spawn_node, stop_all
 from edgesplit.transport.base import ChainStep, Hop, Route
 from edgesplit.transport.grpc_client import GrpcSegmentClient
 from edgesplit.transport.node_admin import NodeAdmin
@@ -147,8 +147,7 @@ def main() -> None:
         loop.run_until_complete(client.close())
         loop.run_until_complete(admin.close())
     finally:
-        for node in nodes:
-            node.stop()
+        stop_all(nodes)
         loop.close()
 
     figures = {

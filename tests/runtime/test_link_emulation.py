@@ -53,3 +53,24 @@ async def test_hop_time_over_emulated_link_matches_expected(prompt_tokens: int) 
     # Scheduling noise on a shared machine only ever adds time: compare the least-disturbed runs.
     measured = min(t for t, _ in shaped) - min(t for t, _ in base)
     assert measured == pytest.approx(expected, rel=0.20), (measured, expected, nbytes)
+
+
+async def test_no_link_delay_to_the_node_itself() -> None:
+    """The gateway on the node that runs the head pays no link to itself; another source does."""
+    slow_default = EmulationConfig.model_validate({"default_link": {"rtt_ms": 300.0}})
+    async with fake_cluster([(0, N_BLOCKS)], N_BLOCKS) as (route, nodes):
+        admin = NodeAdmin(nodes[0].address)
+        local, remote = GrpcSegmentClient(source_node_id="n0"), GrpcSegmentClient(source_node_id="gw")
+        try:
+            await admin.set_emulation(slow_default)
+            t0 = time.perf_counter()
+            await local.run_step(route, ChainStep("a", (1, 2), 0), 5.0)
+            local_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            await remote.run_step(route, ChainStep("b", (1, 2), 0), 5.0)
+            remote_s = time.perf_counter() - t0
+        finally:
+            await local.close()
+            await remote.close()
+            await admin.close()
+    assert local_s < 0.1 <= 0.15 <= remote_s, (local_s, remote_s)

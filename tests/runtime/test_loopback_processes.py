@@ -27,7 +27,7 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def loopback_route(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Route]:
-    from edgesplit.node.launcher import spawn_node
+    from edgesplit.node.launcher import spawn_node, stop_all
 
     workdir = tmp_path_factory.mktemp("nodes")
     nodes = [
@@ -46,7 +46,7 @@ def loopback_route(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -
         )
         yield Route(0, hops)
     finally:
-        codes = [n.stop() for n in nodes]
+        codes = stop_all(nodes)
         assert codes == [0, 0, 0], f"nodes did not shut down cleanly: {codes}"
 
 

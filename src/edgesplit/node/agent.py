@@ -98,6 +98,7 @@ class NodeAgent:
                 # 3) Housekeeping until stopped: idle sessions, telemetry gauges.
                 housekeeping = tasks.create_task(self._housekeeping())
                 await stop.wait()
+                log.info("node %s stopping", config.node_id)
                 await health.shutdown()
                 housekeeping.cancel()
         finally:
@@ -105,6 +106,7 @@ class NodeAgent:
             await self.service.close()
             if metrics_server is not None:
                 metrics_server.shutdown()
+            log.info("node %s stopped", config.node_id)
 
     async def _housekeeping(self) -> None:
         period = min(HOUSEKEEPING_PERIOD_S, self.config.idle_timeout_s / 4)

@@ -72,6 +72,14 @@ class NodeProcess:
             return "(no log)"
 
 
+def stop_all(nodes: Sequence[NodeProcess], timeout_s: float = 10.0) -> list[int | None]:
+    """SIGTERM every node first, then wait for each (interpreter exit takes seconds; do them together)."""
+    for node in nodes:
+        if node.process.poll() is None:
+            os.kill(node.process.pid, signal.SIGTERM)
+    return [node.stop(timeout_s) for node in nodes]
+
+
 def spawn_node(
     node_id: str,
     workdir: Path,

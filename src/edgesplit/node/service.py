@@ -59,7 +59,9 @@ class NodeService:
         self._epochs: dict[int, frozenset[Range]] = {}  # prepared or committed, not yet released
         self._committed: set[int] = set()
         self._highest_epoch = -1
-        self._peers = PeerPool(self.emulation.link_specs(), self.emulation.default_link.spec())
+        self._peers = PeerPool(
+            self.emulation.link_specs(), self.emulation.default_link.spec(), own_id=config.node_id
+        )
         self._worker = ComputeWorker(pace=self._pace)
         self._control = asyncio.Lock()
         self._spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None

@@ -43,7 +43,7 @@ class GrpcSegmentClient:
         sink_host: str | None = None,
     ) -> None:
         self.source_node_id = source_node_id
-        self._peers = PeerPool(links)
+        self._peers = PeerPool(links, own_id=source_node_id)
         self._sink_listen = sink_listen
         self._sink_host = sink_host
         self._server: grpc.aio.Server | None = None

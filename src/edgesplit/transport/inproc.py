@@ -6,7 +6,8 @@ node (node/worker.py, node/segments.py), no sockets and no emulation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -26,6 +27,13 @@ class InprocSegmentClient:
             for key, runner in runners.items()
         }
         self._worker = ComputeWorker(name="edgesplit-inproc")
+
+    @classmethod
+    def from_model(cls, block_model: Any, segments: Iterable[tuple[int, int]]) -> InprocSegmentClient:
+        """Runners for ``segments`` over one loaded BlockModel (edgesplit.model.loader), sharing weights."""
+        from edgesplit.model.segment import SegmentRunner
+
+        return cls({(s, e): SegmentRunner(block_model, s, e) for s, e in segments})
 
     def _segment(self, start: int, end: int) -> HostedSegment:
         segment = self._segments.get((start, end))

@@ -16,8 +16,13 @@ class PeerPool:
     """One aio channel per address, reused; one ``LinkShaper`` per peer node id."""
 
     def __init__(
-        self, links: dict[str, LinkSpec] | None = None, default_link: LinkSpec | None = None
+        self,
+        links: dict[str, LinkSpec] | None = None,
+        default_link: LinkSpec | None = None,
+        own_id: str | None = None,
     ) -> None:
+        self._own_id = own_id
+        self._local = LinkShaper(LinkSpec())
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._nodes: dict[str, NodeStub] = {}
         self._sinks: dict[str, SinkStub] = {}
@@ -45,7 +50,10 @@ class PeerPool:
         return stub
 
     def link(self, peer_node_id: str) -> LinkShaper:
-        """The shaper for bytes sent to ``peer_node_id`` (the default link when none was set)."""
+        """The shaper for bytes sent to ``peer_node_id`` (the default link when none was set);
+        bytes to this very node never cross a link."""
+        if peer_node_id == self._own_id:
+            return self._local
         shaper = self._shapers.get(peer_node_id)
         if shaper is None:
             shaper = self._shapers[peer_node_id] = LinkShaper(self._default)
