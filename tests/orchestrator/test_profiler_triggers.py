@@ -238,3 +238,18 @@ def test_problem_is_built_from_measurements_with_declared_facts_and_priors() -> 
     assert link == {"a": "device", "b": "mec1", "bandwidth_mbps": 100.0, "rtt_ms": pytest.approx(2.0)}
     assert (problem["token_rate"], problem["sessions"], problem["context_tokens"]) == (30.0, 3, 400)
     assert problem["blocks"][1]["work_ms"] == pytest.approx(20.0)
+
+
+def test_orchestrator_config_defaults_are_the_papers_and_bad_keys_are_refused() -> None:
+    from pydantic import ValidationError
+
+    from edgesplit.orchestrator.config import OrchestratorConfig
+
+    settings = OrchestratorConfig().controller_settings()
+    assert settings.thresholds == Thresholds(0.150, 0.85, 50e6, 30.0)
+    custom = OrchestratorConfig.model_validate({"thresholds": {"latency_ms": 200, "cooldown_s": 5}})
+    assert custom.controller_settings().thresholds == Thresholds(0.2, 0.85, 50e6, 5.0)
+    with pytest.raises(ValidationError, match="latncy_ms"):
+        OrchestratorConfig.model_validate({"thresholds": {"latncy_ms": 200}})
+    with pytest.raises(ValidationError):
+        OrchestratorConfig.model_validate({"thresholds": {"utilization": 1.5}})

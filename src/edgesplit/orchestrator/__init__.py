@@ -13,6 +13,7 @@ Pure core (no sockets, threads or clocks; time is passed in as ``now``):
 * ``plans`` / ``signing`` / ``plan_gate``  the signed, epoch-fenced plan of §4.6 and the node-side gate
 * ``store`` / ``events``  SQLite persistence and the decision record (``/v1/events`` JSON)
 * ``core``            ``OrchestratorCore``: controller + signing + store, in the order RB needs
+* ``config``          ``OrchestratorConfig`` (pydantic, cluster-file units) → the settings above
 
 The ``edgesplit orchestrator`` process is a thin shell around ``OrchestratorCore``:
 

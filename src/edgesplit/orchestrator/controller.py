@@ -33,6 +33,7 @@ from edgesplit.orchestrator.profiler import (
     LatencyObservation,
     LinkObservation,
     NodeTelemetry,
+    ProfilerSettings,
     WorkloadObservation,
 )
 from edgesplit.orchestrator.triggers import (
@@ -74,6 +75,7 @@ class ControllerSettings:
     thresholds: Thresholds = Thresholds()
     hysteresis: Hysteresis = Hysteresis()
     move: MoveSettings = MoveSettings()
+    profiler: ProfilerSettings = ProfilerSettings()
     min_relative_gain: float = 0.10
     """A non-urgent change must cut predicted latency by this fraction, or fix a missed target."""
     improvement_interval_s: float | None = 120.0
@@ -128,7 +130,8 @@ class AdaptiveController:
         self.blocks = tuple(blocks)
         self.facts = facts
         self.settings = settings or ControllerSettings()
-        self.profiler = CapacityProfiler({i: b.decode_s for i, b in enumerate(self.blocks)})
+        reference = {i: b.decode_s for i, b in enumerate(self.blocks)}
+        self.profiler = CapacityProfiler(reference, self.settings.profiler)
         self._plan_fn = plan_fn
         self._evaluate = evaluate_fn
         self._sink = sink
