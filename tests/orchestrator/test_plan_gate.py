@@ -22,9 +22,11 @@ from edgesplit.orchestrator.signing import (
     generate_key,
     load_or_create_private_key,
     load_private_key,
+    plan_verifier,
     public_key_from_text,
     public_key_text,
     sign,
+    sign_bytes,
 )
 
 KEY = generate_key()
@@ -242,3 +244,13 @@ class GateProtocol(RuleBasedStateMachine):
 
 TestGateProtocol = GateProtocol.TestCase
 TestGateProtocol.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
+
+
+def test_plan_verifier_checks_raw_plan_bytes_for_a_node_hook() -> None:
+    payload = b'{"epoch":3,"segments":[{"end":4,"node":"mec1","start":0}]}'
+    check = plan_verifier(KEY.public_key())
+    check(payload, sign_bytes(payload, KEY))
+    with pytest.raises(PlanRejectedError, match="does not verify"):
+        check(payload.replace(b"mec1", b"evil"), sign_bytes(payload, KEY))
+    with pytest.raises(PlanRejectedError, match="does not verify"):
+        check(payload, sign_bytes(payload, OTHER))

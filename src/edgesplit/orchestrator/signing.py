@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,13 +57,7 @@ def sign(message: ControlMessage, key: Ed25519PrivateKey) -> SignedMessage:
 
 def verify(signed: SignedMessage, public_key: Ed25519PublicKey) -> ControlMessage:
     """Check the signature over the raw bytes, and only then parse them."""
-    try:
-        public_key.verify(signed.signature, _DOMAIN + signed.payload)
-    except InvalidSignature as exc:
-        raise PlanRejectedError(
-            "control message signature does not verify against the configured orchestrator key; "
-            "check that the node's `orchestrator_public_key` matches the orchestrator's key file"
-        ) from exc
+    plan_verifier(public_key)(signed.payload, signed.signature)
     try:
         data = json.loads(signed.payload)
     except ValueError as exc:
@@ -70,6 +65,26 @@ def verify(signed: SignedMessage, public_key: Ed25519PublicKey) -> ControlMessag
     if not isinstance(data, dict):
         raise PlanRejectedError("signed payload is not a JSON object")
     return ControlMessage.from_dict(data)
+
+
+def sign_bytes(payload: bytes, key: Ed25519PrivateKey) -> bytes:
+    """Signature over already-canonical bytes (e.g. ``wire.messages.PlanSpec.canonical()``)."""
+    return key.sign(_DOMAIN + payload)
+
+
+def plan_verifier(public_key: Ed25519PublicKey) -> Callable[[bytes, bytes], None]:
+    """A ``(payload, signature) -> None`` check for a node's plan hook; raises ``PlanRejectedError``."""
+
+    def check(payload: bytes, signature: bytes) -> None:
+        try:
+            public_key.verify(signature, _DOMAIN + payload)
+        except InvalidSignature as exc:
+            raise PlanRejectedError(
+                "plan signature does not verify against the configured orchestrator key; "
+                "check that the node's `orchestrator_public_key` matches the orchestrator's key file"
+            ) from exc
+
+    return check
 
 
 def generate_key() -> Ed25519PrivateKey:
