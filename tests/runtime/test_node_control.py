@@ -80,6 +80,10 @@ async def test_telemetry_health_and_speed_factor() -> None:
             (seg,) = snap.segments
             assert (seg.start, seg.end, seg.steps) == (2, 4, 5) and seg.prefill_s_per_token > 0
             assert snap.activation_bytes_in > 5 * 3 * 8 * 4  # five (3, 8) float32 tensors at least
+            assert set(snap.block_prefill_s) == {2, 3} == snap.loaded_blocks  # even split (no FLOPs known)
+            assert sum(snap.block_prefill_s.values()) == pytest.approx(seg.prefill_s_per_token)
+            assert 0 < snap.busy_s_total < snap.uptime_s and snap.mem_available_bytes > 0
+            assert (await admin.telemetry()).seq == snap.seq + 1
 
             async def step_time(tag: str) -> float:
                 times = []

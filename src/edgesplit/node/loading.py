@@ -19,6 +19,38 @@ class SegmentSource(Protocol):
     def load(self, start: int, end: int) -> tuple[SegmentRunnerLike, SegmentShape]: ...
 
 
+def _shares(block_model: Any, start: int, end: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Each block's share of decode and prefill FLOPs within [start, end) (empty if unknown)."""
+    try:
+        from edgesplit.model.costs import block_flops, shape_from_config
+
+        shape = shape_from_config(block_model.config)
+        flops = [block_flops(shape, block_model.blocks[i].kind) for i in range(start, end)]
+    except Exception:
+        return (), ()
+    return _normalised([float(f.decode_base) for f in flops]), _normalised(
+        [float(f.prefill_linear) for f in flops]
+    )
+
+
+def _normalised(values: list[float]) -> tuple[float, ...]:
+    total = sum(values)
+    return tuple(v / total for v in values) if total > 0 else ()
+
+
+def _shape(block_model: Any, start: int, end: int) -> SegmentShape:
+    decode, prefill = _shares(block_model, start, end)
+    return SegmentShape(
+        start,
+        end,
+        block_model.hidden_size,
+        block_model.dtype,
+        _param_bytes(block_model, start, end),
+        decode,
+        prefill,
+    )
+
+
 def _param_bytes(block_model: Any, start: int, end: int) -> int:
     total = 0
     for index in range(start, end):
@@ -49,10 +81,7 @@ class ModelSegmentSource:
 
         block_model = self._model()
         runner = SegmentRunner(block_model, start, end)
-        shape = SegmentShape(
-            start, end, block_model.hidden_size, block_model.dtype, _param_bytes(block_model, start, end)
-        )
-        return runner, shape
+        return runner, _shape(block_model, start, end)
 
 
 class ShardSegmentSource:
@@ -68,10 +97,7 @@ class ShardSegmentSource:
             raise ModelLoadError(f"this install cannot read shard stores yet ({self._shard_dir})") from exc
         runner = load_segment_from_shards(self._shard_dir, start, end)
         block_model = runner.block_model
-        shape = SegmentShape(
-            start, end, block_model.hidden_size, block_model.dtype, _param_bytes(block_model, start, end)
-        )
-        return runner, shape
+        return runner, _shape(block_model, start, end)
 
 
 def source_for(model: str | None, shard_dir: Path | None) -> SegmentSource:

@@ -35,6 +35,17 @@ class SegmentShape:
     hidden_size: int | None
     dtype: torch.dtype
     param_bytes: int = 0
+    decode_share: tuple[float, ...] = ()
+    """Each block's share of the segment's decode work (FLOPs); even when empty."""
+    prefill_share: tuple[float, ...] = ()
+
+    def per_block(self, seconds: float, prefill: bool) -> dict[int, float]:
+        """Attribute a measured segment time to its blocks by their share of the work."""
+        n = self.end - self.start
+        share = self.prefill_share if prefill else self.decode_share
+        if len(share) != n or sum(share) <= 0:
+            share = tuple(1.0 / n for _ in range(n))
+        return {self.start + i: seconds * w for i, w in enumerate(share)}
 
 
 @dataclass

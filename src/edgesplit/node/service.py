@@ -323,6 +323,8 @@ class NodeService:
             self._worker.queue_depth,
             self._epochs.keys(),
             self.emulation.background_load,
+            busy_s_total=self._worker.busy_s,
+            memory_cap_bytes=self.emulation.memory_cap_bytes,
         )
 
     async def close(self) -> None:

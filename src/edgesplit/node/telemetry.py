@@ -49,6 +49,7 @@ class NodeTelemetry:
         self._started = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.seq = 0
         r = self.registry
         self.m_bytes = Counter(
             "edgesplit_activation_bytes", "Activation bytes through this node", ["direction"], registry=r
@@ -101,11 +102,25 @@ class NodeTelemetry:
         queue_depth: int,
         epochs: Iterable[int],
         background_load: float,
+        busy_s_total: float = 0.0,
+        memory_cap_bytes: int | None = None,
     ) -> TelemetrySnapshot:
         """Measure now; also refreshes the Prometheus gauges so both views agree."""
         own = self._process.cpu_percent(None) / 100 / self._cpus
         cpu = min(1.0, own + background_load)
         rss = self._process.memory_info().rss
+        segments = list(segments)
+        available = psutil.virtual_memory().available
+        if memory_cap_bytes is not None:
+            available = min(available, max(0, memory_cap_bytes - sum(s.shape.param_bytes for s in segments)))
+        block_decode: dict[int, float] = {}
+        block_prefill: dict[int, float] = {}
+        for s in segments:
+            if s.counters.decode_s_per_step > 0:
+                block_decode.update(s.shape.per_block(s.counters.decode_s_per_step, prefill=False))
+            if s.counters.prefill_s_per_token > 0:
+                block_prefill.update(s.shape.per_block(s.counters.prefill_s_per_token, prefill=True))
+        self.seq += 1
         stats = tuple(
             SegmentStats(
                 start=s.shape.start,
@@ -141,4 +156,9 @@ class NodeTelemetry:
             active_sessions=sessions,
             epochs=epoch_list,
             uptime_s=time.monotonic() - self._started,
+            block_decode_s=block_decode,
+            block_prefill_s=block_prefill,
+            busy_s_total=busy_s_total,
+            mem_available_bytes=available,
+            seq=self.seq,
         )

@@ -78,6 +78,7 @@ class ComputeWorker:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._pending_steps = 0
+        self.busy_s = 0.0  # written by the compute thread only
         self._lock = threading.Lock()
         self._dead: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -183,6 +184,7 @@ class ComputeWorker:
             if wait_s > 0:
                 time.sleep(wait_s)  # the emulated slower device stays busy (DESIGN §3)
         took_s = time.perf_counter() - started
+        self.busy_s += took_s
         for g, result in zip(group, report.results, strict=True):
             queue_s = started - g.enqueued
             if isinstance(result, Exception):

@@ -132,6 +132,11 @@ def telemetry_to_pb(t: TelemetrySnapshot) -> node_pb2.Telemetry:
         active_sessions=t.active_sessions,
         epochs=list(t.epochs),
         uptime_s=t.uptime_s,
+        block_decode_s=t.block_decode_s,
+        block_prefill_s=t.block_prefill_s,
+        busy_s_total=t.busy_s_total,
+        mem_available_bytes=t.mem_available_bytes,
+        seq=t.seq,
     )
 
 
@@ -158,4 +163,9 @@ def telemetry_from_pb(msg: node_pb2.Telemetry) -> TelemetrySnapshot:
         active_sessions=msg.active_sessions,
         epochs=tuple(msg.epochs),
         uptime_s=msg.uptime_s,
+        block_decode_s=dict(msg.block_decode_s),
+        block_prefill_s=dict(msg.block_prefill_s),
+        busy_s_total=msg.busy_s_total,
+        mem_available_bytes=msg.mem_available_bytes,
+        seq=msg.seq,
     )

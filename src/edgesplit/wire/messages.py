@@ -122,6 +122,18 @@ class TelemetrySnapshot:
     active_sessions: int = 0
     epochs: tuple[int, ...] = ()
     uptime_s: float = 0.0
+    block_decode_s: dict[int, float] = field(default_factory=dict)
+    """Seconds per decode step of each hosted block: the segment's measured EWMA split by FLOPs."""
+    block_prefill_s: dict[int, float] = field(default_factory=dict)
+    """Seconds per prefill token of each hosted block, split the same way."""
+    busy_s_total: float = 0.0
+    """Compute-thread busy seconds since start; utilisation of own work = Δbusy / Δuptime."""
+    mem_available_bytes: int = 0
+    seq: int = 0
+
+    @property
+    def loaded_blocks(self) -> frozenset[int]:
+        return frozenset(b for s in self.segments for b in range(s.start, s.end))
 
 
 @dataclass(frozen=True)
