@@ -280,3 +280,24 @@ def test_restart_with_reports_trickling_in_neither_redeploys_nor_declares_nodes_
     log = run(restarted, world, 1.0, 60.0)
     assert log.changes == [] and restarted.plan == plan
     assert not any(TriggerKind.NODE_LOSS in {t.kind for t in e.triggers} for e in sink.events)
+
+
+def test_an_urgent_trigger_without_any_feasible_plan_is_retried_at_the_replan_pace() -> None:
+    world = mec_world(seed=17)
+    calls: list[float] = []
+    ctrl, sink = make_controller(world, ControllerSettings(replan_interval_s=10.0))
+    start(ctrl, world)
+    real = ctrl._plan_fn
+
+    def counting(*args: object) -> tuple[str, ...] | None:
+        calls.append(0.0)
+        return None  # e.g. no trusted node can hold the privacy-critical blocks any more
+
+    ctrl._plan_fn = counting  # type: ignore[assignment]
+    world.nodes["mec1"].alive = False
+    world.nodes["mec2"].alive = False
+    run(ctrl, world, 1.0, 30.0)
+    lost = [e for e in sink.events if TriggerKind.NODE_LOSS in {t.kind for t in e.triggers}]
+    assert lost and all(e.action is Action.KEEP for e in lost)
+    assert 2 <= len(calls) <= 2 * 3  # migrate + re-split, about once per 10 s — not every cycle
+    ctrl._plan_fn = real

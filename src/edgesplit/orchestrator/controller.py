@@ -142,6 +142,7 @@ class AdaptiveController:
         self.last_change_s = -math.inf
         self._last_plan_s = -math.inf
         self._first_tick_s = math.inf
+        self._unresolved: frozenset[tuple[TriggerKind, str]] = frozenset()
         self._triggers = TriggerState()
         self._failed: dict[str, float] = {}
         self._rollout: _Rollout | None = None
@@ -264,7 +265,11 @@ class AdaptiveController:
             event = DecisionEvent(now, plan.epoch, Action.KEEP, f"cool-down: {left:.1f} s left", triggers)
             return self._record(event) if decision.newly_fired else event
         recently = now - self._last_plan_s < self.settings.replan_interval_s
-        if not decision.urgent and not decision.newly_fired and recently:
+        urgent_set = frozenset((f.kind, f.subject) for f in triggers if f.kind.urgent)
+        # An urgent situation the last planning could not resolve is retried at the re-plan pace,
+        # unless it changed (another node lost): the planner is not free, and the answer would repeat.
+        stuck = decision.urgent and urgent_set == self._unresolved
+        if recently and (stuck or (not decision.urgent and not decision.newly_fired)):
             return DecisionEvent(
                 now, plan.epoch, Action.KEEP, "trigger still active, planned recently", triggers
             )
@@ -284,6 +289,7 @@ class AdaptiveController:
         guard = Guard(self.blocks, plan.assignment, self.settings.move, decision.urgent, min_gain)
         judged = [guard.judge(c, keep, env, problem) for c in options]
         chosen = choose(judged)
+        self._unresolved = urgent_set if chosen is None else frozenset()
         if chosen is None:
             reason = "; ".join(f"{c.kind.value}: {c.note}" for c in judged) or "no feasible plan found"
             return self._record(
