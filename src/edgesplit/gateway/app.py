@@ -5,6 +5,7 @@ Owns routing and error-to-HTTP wiring only; the request flow lives in ``serving`
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -164,6 +165,7 @@ def create_app(
         plan = routes.plan
         return {
             "model": config.model_name,
+            "gateway_pid": os.getpid(),
             "epoch": plan.route.epoch if plan else 0,
             "requests_running": service.running,
             "nodes": [
