@@ -7,6 +7,7 @@ Parses flags and prints; loading, splitting and decoding live in edgesplit.model
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -36,8 +37,8 @@ def generate(
     from edgesplit.model.loader import load_block_model, load_tokenizer, resolve_model_dir
     from edgesplit.model.segments_spec import parse_segments
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model_dir = resolve_model_dir(model)
     block_model = load_block_model(model_dir)
     chain_spec = parse_segments(segments, block_model.num_blocks)
@@ -51,7 +52,8 @@ def generate(
             f"{len(prompt_ids)} prompt tokens + --max-tokens {max_tokens} "
             f"exceed the model's {limit} positions"
         )
-    eos = block_model.model.generation_config.eos_token_id
+    generation_config: Any = block_model.model.generation_config
+    eos = generation_config.eos_token_id
     eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
     chain = SegmentChain.from_block_model(block_model, chain_spec)
     token_ids = chain.generate(prompt_ids, max_tokens, eos_token_ids=eos_ids) if max_tokens else []

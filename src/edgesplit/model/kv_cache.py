@@ -122,7 +122,7 @@ class BatchCache:
         keys = torch.arange(self.total, device=positions.device).view(1, 1, -1)
         query = positions.unsqueeze(-1)  # (B, T_max, 1)
         mask = keys <= query
-        if windowed:
+        if windowed and window is not None:
             mask &= keys > query - window
         return mask.unsqueeze(1)
 

@@ -66,7 +66,8 @@ class BlockModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(t.dtype for t in self.model.state_dict().values() if t.is_floating_point())
+        dtype: torch.dtype = next(t.dtype for t in self.model.state_dict().values() if t.is_floating_point())
+        return dtype
 
     def block_prefixes(self, index: int) -> tuple[str, ...]:
         """State-dict prefixes of the modules that block ``index`` runs."""
@@ -143,11 +144,12 @@ def load_block_model(path: Path | str, dtype: torch.dtype = torch.float32) -> Bl
     check_checkpoint_dir(path)
     config = load_config(path)
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
             path, config=config, local_files_only=True, dtype=dtype, output_loading_info=True
         )
     except Exception as exc:  # safetensors, OSError, RuntimeError on size mismatch
         raise ModelLoadError(f"cannot load weights from {path}: {_first_line(exc)}") from exc
+    model, info = loaded
     missing = [k for k in info.get("missing_keys", []) if k not in _tied_keys(model)]
     if missing:
         raise ModelLoadError(

@@ -215,6 +215,7 @@ class SegmentRunner:
                 SegmentOutput(s.session_id, hidden=hidden[row, :n])
                 for row, (s, n) in enumerate(zip(steps, new_lengths, strict=True))
             ]
+        all_logits: torch.Tensor | None = None
         if any(s.want_logits for s in steps):
             all_logits = self.adapter.head_logits(hidden)  # (B, T_max, V)
             last = torch.stack([all_logits[row, n - 1] for row, n in enumerate(new_lengths)])
@@ -225,7 +226,7 @@ class SegmentRunner:
         outputs = []
         for row, (s, n, state) in enumerate(zip(steps, new_lengths, states, strict=True)):
             token = sample_token(last[row], s.sampling, state.generator)
-            logits = all_logits[row, :n] if s.want_logits else None
+            logits = all_logits[row, :n] if s.want_logits and all_logits is not None else None
             outputs.append(SegmentOutput(s.session_id, token_id=token, logits=logits))
         return outputs
 

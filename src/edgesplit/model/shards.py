@@ -142,7 +142,7 @@ def load_blocks_from_shards(shard_dir: Path | str, start: int, end: int) -> Bloc
     config = load_config(shard_dir)
     dtype = getattr(torch, manifest.dtype)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)  # type: ignore[no-untyped-call]
     model.eval()
     block_model = BlockModel(model, adapter_for(model), materialized=range(start, end))
     entries = {e.index: e for e in manifest.blocks}

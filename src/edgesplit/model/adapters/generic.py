@@ -58,6 +58,6 @@ def _first_existing(model: nn.Module, paths: tuple[str, ...], what: str) -> str:
 def _path_of(model: nn.Module, module: nn.Module | None, what: str) -> str:
     for name, candidate in model.named_modules():
         if module is not None and candidate is module and name:
-            return name
+            return str(name)
     require(None, what, model)
     raise AssertionError("unreachable")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ class GPT2Adapter(BlockAdapter):
 
     @property
     def layers(self) -> Sequence[nn.Module]:
-        return self._layers
+        return cast(Sequence[nn.Module], self._layers)
 
     def embed_prefixes(self) -> tuple[str, ...]:
         return ("transformer.wte.", "transformer.wpe.")

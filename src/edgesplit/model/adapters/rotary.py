@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -39,7 +39,7 @@ class RotaryDecoderAdapter(BlockAdapter):
 
     @property
     def layers(self) -> Sequence[nn.Module]:
-        return self._layers
+        return cast(Sequence[nn.Module], self._layers)
 
     def embed_prefixes(self) -> tuple[str, ...]:
         return (self.embed_path + ".",)
