@@ -76,8 +76,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=0, help="also measure N batched sessions vs 1")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgesplit-bench")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     block_model = load_block_model(checkpoint(args.arch, args.preset, args.cache))
     model = block_model.model

@@ -32,8 +32,9 @@ class SegmentStep:
 
     ``inputs`` is token ids of shape (T,) int64 when the segment starts at block 0, else hidden
     states of shape (T, D). ``position`` is how many tokens of this session the segment's KV cache
-    must already hold (0 for a prefill); a mismatch is a ``SessionNotFoundError`` so the caller can
-    re-prefill from the history.
+    must already hold (0 for a prefill, which replaces any earlier state of the session). A position
+    beyond the cache is a ``SessionNotFoundError`` so the caller can re-prefill from the history; a
+    position below it rolls the cache back to it (a step replayed after a downstream failure).
     """
 
     session_id: str
