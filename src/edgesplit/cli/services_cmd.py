@@ -39,7 +39,11 @@ def up(cluster_file: Path, timeout_s: float) -> None:
 
 
 def gateway(
-    cluster_file: Path | None, config_file: Path | None, listen: str, ready_file: Path | None
+    cluster_file: Path | None,
+    config_file: Path | None,
+    listen: str,
+    ready_file: Path | None,
+    reply_host: str | None = None,
 ) -> None:
     from edgesplit.gateway.config import GatewayConfig
     from edgesplit.gateway.server import serve
@@ -60,6 +64,9 @@ def gateway(
         missing = [n.id for n in config.nodes if not n.address]
         if missing:
             raise ConfigError(f"{cluster_file}: node(s) {', '.join(missing)} need an `address: HOST:PORT`")
+    if reply_host is not None:
+        # Nodes on other machines deliver results to this host; listen on every interface.
+        config = config.model_copy(update={"reply_host": reply_host, "reply_listen": "0.0.0.0:0"})
     serve(config, listen, ready_file)
 
 
@@ -120,9 +127,12 @@ def register(app: typer.Typer) -> None:
         config_file: Path | None = typer.Option(None, "--config", help="GATEWAY.json (GatewayConfig)."),
         listen: str = typer.Option("127.0.0.1:8000", "--listen", help="HOST:PORT (port 0: any)."),
         ready_file: Path | None = typer.Option(None, "--ready-file", help="Write {url, pid} when serving."),
+        reply_host: str | None = typer.Option(
+            None, "--reply-host", help="This machine's address as the nodes can reach it (multi-machine)."
+        ),
     ) -> None:
         """Run the OpenAI-compatible gateway in front of running node agents."""
-        gateway(cluster_file, config_file, listen, ready_file)
+        gateway(cluster_file, config_file, listen, ready_file, reply_host)
 
     @app.command("orchestrator")
     def orchestrator_cmd(

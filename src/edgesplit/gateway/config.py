@@ -58,5 +58,9 @@ class GatewayConfig(BaseModel):
     """How often one request may rebuild its caches from history before giving up."""
     source_node: str = "gateway"
     """The node the gateway runs on; nodes shape their replies on their link to it."""
+    reply_listen: str = "127.0.0.1:0"
+    """Where the gateway's result sink listens (nodes deliver each step's token there)."""
+    reply_host: str | None = None
+    """The host nodes dial to reach the sink (multi-machine: this machine's address); default: loopback."""
     emulated_links: dict[str, EmulatedLinkConfig] = Field(default_factory=dict)
     """Emulated links from the source node to each peer (only the transport reads them)."""

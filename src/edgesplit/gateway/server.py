@@ -63,7 +63,12 @@ async def _serve(config: GatewayConfig, sock: socket.socket, ready_file: Path | 
         )
         for peer, link in config.emulated_links.items()
     }
-    client = GrpcSegmentClient(source_node_id=config.source_node, links=links)
+    client = GrpcSegmentClient(
+        source_node_id=config.source_node,
+        links=links,
+        sink_listen=config.reply_listen,
+        sink_host=config.reply_host,
+    )
     await client.start()
     app = create_app(config, client, telemetry=_node_telemetry(config))
     server = uvicorn.Server(

@@ -1,0 +1,155 @@
+"""`edgesplit up / gateway / orchestrator` from the command line: misuse exits 2 with one clear line;
+the services started one at a time (as on separate machines) form a working cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from loopback_up import pid_alive
+
+CLI = [sys.executable, "-m", "edgesplit.cli.main"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_up_with_a_bad_key_exits_2_naming_file_line_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("model: builtin:llama-tiny\nnodes:\n  - id: device\n    source: true\n    trustd: true\n")
+    result = run_cli("up", str(bad))
+    assert result.returncode == 2
+    allowed = "id, trusted, source, memory, address"
+    assert (
+        result.stderr.strip()
+        == f"edgesplit: error: {bad}:5: nodes.0.trustd: unknown key (allowed: {allowed})"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_gateway_needs_node_addresses(tmp_path: Path) -> None:
+    cluster = tmp_path / "c.yaml"
+    cluster.write_text("model: builtin:llama-tiny\nnodes:\n  - {id: device, source: true, trusted: true}\n")
+    result = run_cli("gateway", str(cluster))
+    assert result.returncode == 2
+    assert "device need an `address: HOST:PORT`" in result.stderr
+
+
+def test_up_with_a_missing_file_exits_2(tmp_path: Path) -> None:
+    result = run_cli("up", str(tmp_path / "none.yaml"))
+    assert result.returncode == 2 and "cannot read cluster file" in result.stderr
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            try:
+                return dict(json.loads(path.read_text()))
+            except json.JSONDecodeError:
+                pass
+        assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        time.sleep(0.1)
+    raise AssertionError(f"{path} did not appear within {timeout_s} s")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in reversed(procs):  # stop by PID, wait, then make sure
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in reversed(procs):
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_services_one_at_a_time_form_a_cluster(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """What a multi-machine deployment does, on loopback: nodes, then gateway, then orchestrator."""
+    addresses = {}
+    for node_id in ("device", "edge"):
+        ready = tmp_path / f"{node_id}.ready"
+        proc = subprocess.Popen(
+            [
+                *CLI,
+                "node",
+                "--id",
+                node_id,
+                "--model",
+                "builtin:llama-tiny",
+                "--listen",
+                "127.0.0.1:0",
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(proc)
+        addresses[node_id] = (ready, proc)
+    nodes = []
+    for node_id, (ready, proc) in addresses.items():
+        address = _wait_file(ready, proc, 120)["address"]
+        nodes.append(
+            {
+                "id": node_id,
+                "trusted": node_id == "device",
+                "source": node_id == "device",
+                "memory": "400KiB" if node_id == "device" else "1GiB",
+                "address": address,
+            }
+        )
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(
+        yaml.safe_dump(
+            {
+                "model": "builtin:llama-tiny",
+                "nodes": nodes,
+                "links": {"default": {"bandwidth_mbps": 1000, "rtt_ms": 1}},
+            }
+        )
+    )
+    gw_ready = tmp_path / "gateway.ready"
+    gateway = subprocess.Popen(
+        [*CLI, "gateway", str(cluster), "--listen", "127.0.0.1:0", "--ready-file", str(gw_ready)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    processes.append(gateway)
+    url = str(_wait_file(gw_ready, gateway, 120)["url"])
+    assert httpx.get(f"{url}/health").status_code == 503  # serving, but no plan yet
+    orch_ready = tmp_path / "orchestrator.ready"
+    orchestrator = subprocess.Popen(
+        [*CLI, "orchestrator", str(cluster), "--gateway", url, "--ready-file", str(orch_ready)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    processes.append(orchestrator)
+    plan = _wait_file(orch_ready, orchestrator, 120)
+    used = {s["node"] for s in plan["segments"]}  # type: ignore[union-attr]
+    assert used == {"device", "edge"}  # 400 KiB cannot hold the 1 MiB model: the chain spans both
+    assert httpx.get(f"{url}/health").status_code == 200
+    resp = httpx.post(
+        f"{url}/v1/completions",
+        json={"model": "builtin:llama-tiny", "prompt": "Hi", "max_tokens": 4},
+        timeout=60,
+    )
+    assert resp.status_code == 200 and resp.json()["usage"]["completion_tokens"] == 4
+    for proc in processes:
+        assert proc.poll() is None and pid_alive(proc.pid)
