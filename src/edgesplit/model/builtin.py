@@ -203,12 +203,11 @@ def _random_model(config: PretrainedConfig, seed: int) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    try:
-        from transformers.initialization import no_init_weights
-    except ImportError:  # older transformers: pay for the default init, then overwrite it
-        no_init_weights = contextlib.nullcontext
+    skip_init: Any = contextlib.nullcontext  # older transformers: pay for the default init
+    with contextlib.suppress(ImportError):
+        from transformers.initialization import no_init_weights as skip_init
 
-    with no_init_weights():
+    with skip_init():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.tie_weights()  # skipped along with the default init
     _initialise(model, bool(config.tie_word_embeddings), seed)

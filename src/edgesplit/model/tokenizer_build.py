@@ -140,7 +140,7 @@ def special_token_ids(arch: str, tokenizer: PreTrainedTokenizerFast) -> dict[str
     spec = FAMILY_TOKENIZERS[arch]
 
     def token_id(token: str | None) -> int | None:
-        return None if token is None else int(tokenizer.convert_tokens_to_ids(token))
+        return None if token is None else int(tokenizer.get_vocab()[token])
 
     return {
         "bos_token_id": token_id(spec.bos_token),
