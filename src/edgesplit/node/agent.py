@@ -85,7 +85,7 @@ class NodeAgent:
                     await self.service.commit(0)
                 await health.serving(True)
                 # 2) Tell launchers we are ready (ready file and/or callback).
-                ready = {
+                ready: dict[str, object] = {
                     "node_id": config.node_id,
                     "address": self.address,
                     "metrics_port": self.metrics_port,

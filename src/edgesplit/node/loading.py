@@ -92,7 +92,7 @@ class ShardSegmentSource:
 
     def load(self, start: int, end: int) -> tuple[SegmentRunnerLike, SegmentShape]:
         try:
-            from edgesplit.model.shards import load_segment_from_shards  # type: ignore[attr-defined]
+            from edgesplit.model.shards import load_segment_from_shards
         except ImportError as exc:
             raise ModelLoadError(f"this install cannot read shard stores yet ({self._shard_dir})") from exc
         runner = load_segment_from_shards(self._shard_dir, start, end)

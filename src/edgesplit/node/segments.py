@@ -177,6 +177,13 @@ class HostedSegment:
         self._forget(session_id)
         return held
 
+    def drop_all(self) -> int:
+        """Free every session (the segment is being unloaded); returns how many."""
+        held = list(self.sessions)
+        for sid in held:
+            self._forget(sid)
+        return len(held)
+
     def reap(self, idle_s: float, now: float) -> list[str]:
         """Drop sessions idle for longer than ``idle_s``; returns their ids."""
         stale = [sid for sid, s in self.sessions.items() if now - s.last_used > idle_s]

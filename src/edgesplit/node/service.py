@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -231,7 +232,7 @@ class NodeService:
         dropped = 0
         for segment in list(self._segments.values()):
             dropped += bool(
-                await asyncio.wait_for(self._worker.call(lambda s=segment: s.drop(session_id)), 30.0)
+                await asyncio.wait_for(self._worker.call(partial(segment.drop, session_id)), 30.0)
             )
         return dropped
 
@@ -241,9 +242,7 @@ class NodeService:
         idle = self.config.idle_timeout_s
         reaped = 0
         for segment in list(self._segments.values()):
-            reaped += len(
-                await asyncio.wait_for(self._worker.call(lambda s=segment: s.reap(idle, now)), 30.0)
-            )
+            reaped += len(await asyncio.wait_for(self._worker.call(partial(segment.reap, idle, now)), 30.0))
         return reaped
 
     # --- control plane --------------------------------------------------------------------------
@@ -303,9 +302,7 @@ class NodeService:
             used = frozenset().union(*self._epochs.values()) if self._epochs else frozenset()
             for key in [k for k in self._segments if k not in used]:
                 segment = self._segments.pop(key)
-                await asyncio.wait_for(
-                    self._worker.call(lambda s=segment: [s.drop(sid) for sid in list(s.sessions)]), 30.0
-                )
+                await asyncio.wait_for(self._worker.call(segment.drop_all), 30.0)
             return EpochState(epoch, tuple(sorted(used)))
 
     async def set_emulation(self, emulation_json: str) -> str:

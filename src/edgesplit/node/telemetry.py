@@ -22,17 +22,17 @@ _SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 def _gpu_utilization() -> float:
     """Mean GPU utilisation 0..1 over visible NVIDIA GPUs; -1 when NVML or a GPU is absent."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
 
         pynvml.nvmlInit()
-        count = pynvml.nvmlDeviceGetCount()
+        count = int(pynvml.nvmlDeviceGetCount())
         if count == 0:
             return -1.0
         rates = [
             pynvml.nvmlDeviceGetUtilizationRates(pynvml.nvmlDeviceGetHandleByIndex(i)).gpu
             for i in range(count)
         ]
-        return sum(rates) / count / 100
+        return float(sum(rates)) / count / 100
     except Exception:
         return -1.0
 
@@ -132,7 +132,7 @@ class NodeTelemetry:
             )
             for s in sorted(segments, key=lambda s: (s.shape.start, s.shape.end))
         )
-        sessions = sum(s.sessions for s in stats)
+        sessions = sum(stat.sessions for stat in stats)
         epoch_list = tuple(sorted(epochs))
         self.m_cpu.set(cpu)
         self.m_rss.set(rss)
@@ -140,10 +140,10 @@ class NodeTelemetry:
         self.m_sessions.set(sessions)
         if epoch_list:
             self.m_epoch.set(epoch_list[-1])
-        for s in stats:
-            label = f"{s.start}:{s.end}"
-            self.m_ewma.labels(label, "prefill").set(s.prefill_s_per_token)
-            self.m_ewma.labels(label, "decode").set(s.decode_s_per_step)
+        for stat in stats:
+            label = f"{stat.start}:{stat.end}"
+            self.m_ewma.labels(label, "prefill").set(stat.prefill_s_per_token)
+            self.m_ewma.labels(label, "decode").set(stat.decode_s_per_step)
         return TelemetrySnapshot(
             node_id=self.node_id,
             cpu_utilization=cpu,

@@ -7,6 +7,7 @@ node (node/worker.py, node/segments.py), no sockets and no emulation.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -69,7 +70,7 @@ class InprocSegmentClient:
         for hop in route.hops:
             segment = self._segments.get((hop.start, hop.end))
             if segment is not None:
-                await self._worker.call(lambda s=segment: s.drop(session_id))
+                await self._worker.call(partial(segment.drop, session_id))
 
     def held_sessions(self) -> int:
         """Sessions with a cache in any segment (for leak checks)."""

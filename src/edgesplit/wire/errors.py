@@ -79,7 +79,7 @@ def status_for(error: E.EdgesplitError) -> grpc.StatusCode:
     """The gRPC status for an edgesplit error (nearest mapped ancestor)."""
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return grpc.StatusCode.UNKNOWN
 
 

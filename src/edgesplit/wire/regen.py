@@ -16,7 +16,14 @@ def main() -> None:
     here = Path(__file__).parent
     gen = here / "gen"
     code = protoc.main(
-        ["protoc", f"-I{here}", f"--python_out={gen}", f"--grpc_python_out={gen}", str(here / "node.proto")]
+        [
+            "protoc",
+            f"-I{here}",
+            f"--python_out={gen}",
+            f"--pyi_out={gen}",
+            f"--grpc_python_out={gen}",
+            str(here / "node.proto"),
+        ]
     )
     if code != 0:
         raise SystemExit(code)

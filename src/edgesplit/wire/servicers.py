@@ -129,9 +129,11 @@ class _SinkServicer(node_pb2_grpc.ResultSinkServicer):
 def add_node_service(
     server: grpc.aio.Server, handler: NodeHandler, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
 ) -> None:
-    node_pb2_grpc.add_NodeServicer_to_server(_NodeServicer(handler, max_tensor_bytes), server)
+    node_pb2_grpc.add_NodeServicer_to_server(  # type: ignore[no-untyped-call]
+        _NodeServicer(handler, max_tensor_bytes), server
+    )
 
 
 def add_sink_service(server: grpc.aio.Server, deliver: Callable[[StepOutcome], None]) -> None:
     """Register a ResultSink whose every delivered outcome goes to ``deliver`` (on the event loop)."""
-    node_pb2_grpc.add_ResultSinkServicer_to_server(_SinkServicer(deliver), server)
+    node_pb2_grpc.add_ResultSinkServicer_to_server(_SinkServicer(deliver), server)  # type: ignore[no-untyped-call]

@@ -41,11 +41,11 @@ class EncodedStep:
 
 def encode_step(env: StepEnvelope) -> EncodedStep:
     message = envelope_to_pb(env)
-    return EncodedStep(message=message, nbytes=message.ByteSize())
+    return EncodedStep(message=message, nbytes=int(message.ByteSize()))
 
 
 def outcome_nbytes(outcome: StepOutcome) -> int:
-    return outcome_to_pb(outcome).ByteSize()
+    return int(outcome_to_pb(outcome).ByteSize())
 
 
 def _epoch_state(reply: node_pb2.PrepareReply | node_pb2.EpochReply) -> EpochState:
@@ -59,7 +59,7 @@ class NodeStub:
     """Calls one node's ``Node`` service; failures raise the mapped edgesplit error."""
 
     def __init__(self, channel: grpc.aio.Channel, peer: str = "") -> None:
-        self._stub = node_pb2_grpc.NodeStub(channel)
+        self._stub = node_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
         self._peer = peer
 
     async def send_step(self, step: EncodedStep, timeout_s: float) -> None:
@@ -130,7 +130,7 @@ class SinkStub:
     """Delivers step outcomes to a gateway's ``ResultSink``."""
 
     def __init__(self, channel: grpc.aio.Channel, peer: str = "") -> None:
-        self._stub = node_pb2_grpc.ResultSinkStub(channel)
+        self._stub = node_pb2_grpc.ResultSinkStub(channel)  # type: ignore[no-untyped-call]
         self._peer = peer
 
     async def deliver(self, outcome: StepOutcome, timeout_s: float) -> None:
