@@ -55,21 +55,23 @@ def model_facts(model_path: Path) -> ModelFacts:
     from edgesplit.model.loader import load_block_model
 
     model = load_block_model(model_path)
-    cfg = model.model.config
+    cfg: Any = model.model.config
     heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
     head_dim = getattr(cfg, "head_dim", None) or model.hidden_size // heads
     dtype_bytes = next(model.model.parameters()).element_size()
     kv_layer = 2 * kv_heads * head_dim * dtype_bytes
-    names, params, kv = [], [], []
+    names: list[str] = []
+    params: list[int] = []
+    kv: list[int] = []
     for index in range(model.num_blocks):
         state = model.block_state_dict(index)
         names.append(
             "embed" if index == 0 else "head" if index == model.num_blocks - 1 else f"layer.{index - 1}"
         )
-        params.append(sum(t.numel() * t.element_size() for t in state.values()))
+        params.append(int(sum(t.numel() * t.element_size() for t in state.values())))
         kv.append(kv_layer if 0 < index < model.num_blocks - 1 else 0)
-    return ModelFacts(tuple(names), tuple(params), tuple(kv), model.hidden_size * dtype_bytes)
+    return ModelFacts(tuple(names), tuple(params), tuple(kv), int(model.hidden_size) * dtype_bytes)
 
 
 def planner_problem(cluster: ClusterConfig, facts: ModelFacts, privacy_blocks: list[int]) -> dict[str, Any]:

@@ -82,18 +82,18 @@ def _links_shape(value: Any) -> Any:
 class ThresholdsConfig(_Strict):
     """Θ of Algorithm 1; defaults are the paper's Table 3."""
 
-    latency_ms: float = Field(150.0, gt=0)
-    utilization: float = Field(0.85, gt=0, le=1)
-    bandwidth_mbps: float = Field(50.0, gt=0)
-    cooldown_s: float = Field(30.0, ge=0)
+    latency_ms: float = Field(default=150.0, gt=0)
+    utilization: float = Field(default=0.85, gt=0, le=1)
+    bandwidth_mbps: float = Field(default=50.0, gt=0)
+    cooldown_s: float = Field(default=30.0, ge=0)
 
 
 class WeightsConfig(_Strict):
     """Φ = αL + βU + γP."""
 
-    alpha: float = Field(1.0, ge=0)
-    beta: float = Field(0.0, ge=0)
-    gamma: float = Field(0.0, ge=0)
+    alpha: float = Field(default=1.0, ge=0)
+    beta: float = Field(default=0.0, ge=0)
+    gamma: float = Field(default=0.0, ge=0)
 
 
 BlockRef = int | str
@@ -103,7 +103,7 @@ BlockRef = int | str
 class PrivacyConfig(_Strict):
     """Which blocks are privacy-critical; by default the embedding, the first layer and the head."""
 
-    blocks: list[BlockRef] = Field(default_factory=lambda: ["embedding", "layer:0", "head"])
+    blocks: list[BlockRef] = Field(default_factory=lambda: list[BlockRef](["embedding", "layer:0", "head"]))
 
     def block_indices(self, num_blocks: int) -> list[int]:
         """Resolve to sorted block indices for a model of ``num_blocks`` blocks."""
@@ -134,9 +134,9 @@ class LoadPoint(_Strict):
 class NodeEmulation(_Strict):
     """How one node pretends to be slower/busier/smaller than this machine."""
 
-    speed_factor: float = Field(1.0, gt=0)
+    speed_factor: float = Field(default=1.0, gt=0)
     """Relative compute speed: 0.5 takes twice as long."""
-    background_load: float = Field(0.0, ge=0, lt=1)
+    background_load: float = Field(default=0.0, ge=0, lt=1)
     """Share of the node taken by other work at start."""
     memory_cap: Bytes | None = None
     """Refuse segments whose weights exceed this (bytes or 1GiB, …)."""
@@ -146,8 +146,8 @@ class NodeEmulation(_Strict):
 
 class LinkPoint(_Strict):
     at_s: float = Field(ge=0)
-    bandwidth_mbps: float | None = Field(None, gt=0)
-    rtt_ms: float | None = Field(None, ge=0)
+    bandwidth_mbps: float | None = Field(default=None, gt=0)
+    rtt_ms: float | None = Field(default=None, ge=0)
 
 
 class LinkEmulation(_Strict):
@@ -156,15 +156,15 @@ class LinkEmulation(_Strict):
     a: str
     b: str
     bandwidth_mbps: float = Field(gt=0)
-    rtt_ms: float = Field(0.0, ge=0)
-    jitter_ms: float = Field(0.0, ge=0)
+    rtt_ms: float = Field(default=0.0, ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
     trace: list[LinkPoint] = Field(default_factory=list)
     """Changes over time (seconds after start-up)."""
 
 
 class BlockTime(_Strict):
-    prefill_ms_per_token: float = Field(0.0, ge=0)
-    decode_ms: float = Field(0.0, ge=0)
+    prefill_ms_per_token: float = Field(default=0.0, ge=0)
+    decode_ms: float = Field(default=0.0, ge=0)
 
 
 class EmulationConfig(_Strict):
@@ -181,12 +181,12 @@ class EmulationConfig(_Strict):
 class GatewaySection(_Strict):
     """Optional gateway limits."""
 
-    max_prompt_tokens: int | None = Field(None, ge=1)
-    max_output_tokens: int = Field(512, ge=1)
-    request_timeout_s: float = Field(120.0, gt=0)
-    step_timeout_s: float = Field(30.0, gt=0)
-    max_concurrent_requests: int = Field(64, ge=1)
-    port: int = Field(0, ge=0, le=65535)
+    max_prompt_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int = Field(default=512, ge=1)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    step_timeout_s: float = Field(default=30.0, gt=0)
+    max_concurrent_requests: int = Field(default=64, ge=1)
+    port: int = Field(default=0, ge=0, le=65535)
     """Port for `edgesplit up`'s gateway on 127.0.0.1 (0: any free port)."""
 
 
@@ -196,13 +196,15 @@ class ClusterConfig(_Strict):
     model: str = Field(min_length=1)
     """A local checkpoint folder or ``builtin:NAME``."""
     nodes: list[NodeSpec] = Field(min_length=1)
-    links: Annotated[LinksConfig, BeforeValidator(_links_shape)] = Field(default_factory=LinksConfig)
-    thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
-    weights: WeightsConfig = Field(default_factory=WeightsConfig)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    links: Annotated[LinksConfig, BeforeValidator(_links_shape)] = Field(
+        default_factory=lambda: LinksConfig()
+    )
+    thresholds: ThresholdsConfig = Field(default_factory=lambda: ThresholdsConfig())
+    weights: WeightsConfig = Field(default_factory=lambda: WeightsConfig())
+    privacy: PrivacyConfig = Field(default_factory=lambda: PrivacyConfig())
     request_privacy: Literal["high", "none"] = "high"
     """Plan under this privacy level (`high`: privacy blocks only on trusted nodes)."""
-    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    gateway: GatewaySection = Field(default_factory=lambda: GatewaySection())
     emulation: EmulationConfig | None = None
 
     @model_validator(mode="after")
@@ -249,13 +251,13 @@ def cross_reference_errors(cfg: ClusterConfig) -> list[tuple[tuple[str | int, ..
         for node_id in cfg.emulation.nodes:
             if node_id not in known:
                 found.append((("emulation", "nodes", node_id), f"emulation names unknown node {node_id!r}"))
-        for i, link in enumerate(cfg.emulation.links):
+        for i, emulated in enumerate(cfg.emulation.links):
             for end in ("a", "b"):
-                if getattr(link, end) not in known:
+                if getattr(emulated, end) not in known:
                     found.append(
                         (
                             ("emulation", "links", i, end),
-                            f"emulated link names unknown node {getattr(link, end)!r}",
+                            f"emulated link names unknown node {getattr(emulated, end)!r}",
                         )
                     )
     for i, ref in enumerate(cfg.privacy.blocks):

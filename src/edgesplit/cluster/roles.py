@@ -105,6 +105,7 @@ def gateway_config(
         request_timeout_s=section.request_timeout_s,
         step_timeout_s=section.step_timeout_s,
         max_concurrent_requests=section.max_concurrent_requests,
+        max_reprefills=4,
         source_node=source,
         emulated_links={p: EmulatedLinkConfig(**s) for p, s in _links_from(cluster, source).items()},
     )

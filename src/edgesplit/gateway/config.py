@@ -26,10 +26,10 @@ class EmulatedLinkConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bandwidth_mbps: float = Field(0.0, ge=0)
+    bandwidth_mbps: float = Field(default=0.0, ge=0)
     """Mbit/s; 0 means unlimited."""
-    rtt_ms: float = Field(0.0, ge=0)
-    jitter_ms: float = Field(0.0, ge=0)
+    rtt_ms: float = Field(default=0.0, ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
 
 
 class GatewayConfig(BaseModel):
@@ -44,17 +44,17 @@ class GatewayConfig(BaseModel):
     nodes: list[GatewayNodeConfig] = Field(default_factory=list)
     privacy_blocks: list[int] = Field(default_factory=list)
     """Privacy-critical block indices: `privacy: high` requests keep them on trusted nodes."""
-    max_prompt_tokens: int | None = Field(None, ge=1)
+    max_prompt_tokens: int | None = Field(default=None, ge=1)
     """Longest accepted prompt in tokens; default: the model's context length."""
-    max_output_tokens: int = Field(512, ge=1)
+    max_output_tokens: int = Field(default=512, ge=1)
     """Largest accepted ``max_tokens``; also the chat default when a request gives none."""
-    request_timeout_s: float = Field(120.0, gt=0)
+    request_timeout_s: float = Field(default=120.0, gt=0)
     """Whole-request deadline, from arrival to the last token."""
-    step_timeout_s: float = Field(30.0, gt=0)
+    step_timeout_s: float = Field(default=30.0, gt=0)
     """Deadline of one step over the whole chain."""
-    max_concurrent_requests: int = Field(64, ge=1)
+    max_concurrent_requests: int = Field(default=64, ge=1)
     """Requests decoded at once; more are answered 503 at once rather than queued without bound."""
-    max_reprefills: int = Field(4, ge=0)
+    max_reprefills: int = Field(default=4, ge=0)
     """How often one request may rebuild its caches from history before giving up."""
     source_node: str = "gateway"
     """The node the gateway runs on; nodes shape their replies on their link to it."""

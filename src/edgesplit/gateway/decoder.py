@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from edgesplit.errors import SessionNotFoundError
@@ -72,7 +72,7 @@ class Decoder:
         self._limits = limits
         self._cleanup: set[asyncio.Task[None]] = set()
 
-    async def generate(self, request: GenerationRequest, state: GenerationState) -> AsyncIterator[int]:
+    async def generate(self, request: GenerationRequest, state: GenerationState) -> AsyncGenerator[int, None]:
         """Yield generated token ids (EOS excluded); sets ``state.finish_reason`` to stop or length.
 
         Raises ``TimeoutError`` past the request deadline and the client's errors otherwise.

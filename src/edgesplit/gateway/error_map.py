@@ -60,7 +60,7 @@ def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, errors.EdgesplitError):
         for cls in type(exc).__mro__:
             if cls in ERROR_TABLE:
-                status, kind = ERROR_TABLE[cls]  # type: ignore[index]
+                status, kind = ERROR_TABLE[cls]
                 break
         param = getattr(exc, "param", None)
         return ApiError(status, str(exc) or type(exc).__name__, kind, param, exc.code)
