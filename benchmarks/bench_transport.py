@@ -97,6 +97,7 @@ def main() -> None:
         runs = interleaved({"inproc": inproc, "loopback": loopback}, repeats=args.repeats, warmup=1)
         tps = {name: args.new_tokens / m.median_s for name, m in runs.items()}
         ratio = tps["loopback"] / tps["inproc"]
+        print(f"(a) tokens/s {tps}, ratio {ratio:.3f}", flush=True)
 
         # (b) per-step added latency: wall time minus the compute the nodes reported, per message
         async def overhead_samples(steps: int) -> tuple[list[float], list[float]]:

@@ -9,6 +9,8 @@ import asyncio
 import time
 from typing import Any
 
+import grpc
+
 from edgesplit.wire.health import is_serving
 from edgesplit.wire.messages import EpochState, PlanSpec, TelemetrySnapshot
 from edgesplit.wire.stubs import NodeStub, open_channel
@@ -22,8 +24,21 @@ class NodeAdmin:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self._channel = open_channel(address)
-        self._stub = NodeStub(self._channel, peer=address)
+        self._channel_: grpc.aio.Channel | None = None
+        self._stub_: NodeStub | None = None
+
+    @property
+    def _channel(self) -> grpc.aio.Channel:
+        # Opened on first use, inside the event loop that will drive it.
+        if self._channel_ is None:
+            self._channel_ = open_channel(self.address)
+        return self._channel_
+
+    @property
+    def _stub(self) -> NodeStub:
+        if self._stub_ is None:
+            self._stub_ = NodeStub(self._channel, peer=self.address)
+        return self._stub_
 
     async def wait_serving(self, timeout_s: float) -> bool:
         """Poll grpc.health.v1 until SERVING or ``timeout_s`` passes."""
@@ -67,4 +82,6 @@ class NodeAdmin:
         return await self._stub.end_session(session_id, timeout_s)
 
     async def close(self) -> None:
-        await self._channel.close()
+        if self._channel_ is not None:
+            await self._channel_.close()
+            self._channel_ = self._stub_ = None
