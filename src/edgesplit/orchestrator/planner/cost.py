@@ -66,12 +66,15 @@ class Tables:
     def hop_ms(self, i: int, j: int, nbytes: float) -> float:
         if i == j:
             return 0.0
+        if not self.linked[i, j]:
+            return float("inf")
         return float(self.half_rtt_ms[i, j] + nbytes * self.ms_per_byte[i, j])
 
     def hop_matrix(self, nbytes: float) -> np.ndarray:
         """(N, N) hop times for a payload; inf where there is no link."""
         with np.errstate(invalid="ignore"):
             m = self.half_rtt_ms + nbytes * self.ms_per_byte
+        m[~self.linked] = np.inf  # 0 bytes · inf would be NaN
         np.fill_diagonal(m, 0.0)
         return m
 

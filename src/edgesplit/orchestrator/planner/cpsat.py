@@ -79,10 +79,14 @@ class ChainModel:
                     terms.append((var, self._floor(alpha_gamma[s][k, n])))
             src = inst.source_nodes[s]
             for n, var in xs[0].items():
-                if n != src:
+                if not np.isfinite(inst.entry_cost[s, n]):
+                    m.Add(var == 0)  # no link from the source
+                elif n != src:
                     self._add_edge_cost(terms, link_terms, var, s, src, n, inst.entry_cost[s, n], "in")
             for n, var in xs[-1].items():
-                if n != src:
+                if not np.isfinite(inst.exit_cost[s, n]):
+                    m.Add(var == 0)  # no link back to the source
+                elif n != src:
                     self._add_edge_cost(terms, link_terms, var, s, n, src, inst.exit_cost[s, n], "out")
             stays: list[dict[int, cp_model.IntVar]] = []
             for k in range(n_units - 1):

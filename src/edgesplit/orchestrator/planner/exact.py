@@ -99,16 +99,19 @@ def exact_search(
         if found is not None:
             value, path = found
             value += const if opts.objective == "latency" else 0.0
-            exact = model_value(inst, opts, (path,)) <= value * (1 + 1e-9) + 1e-12
-            note = "one segment per node: subset dynamic programme"
-            return SearchResult((path,), exact, value if exact else lower, (note,))
+            if model_value(inst, opts, (path,)) <= value * (1 + 1e-9) + 1e-12:
+                note = "one segment per node: subset dynamic programme"
+                return SearchResult((path,), True, value, (note,))
+            # Two hops shared one link (the programme counts them apart): its value is only a bound.
+            lower = max(lower, value)
+            upper_paths = (path,)
     states = inst.allowed.copy()
     hops: list[list[np.ndarray]] | None = None
     upper, best = _upper(inst, opts, upper_paths)
     if opts.objective == "latency":
         bounds: list[Bound] = []
         if inst.n_sources == 1:
-            bound = lagrangian(inst, None if upper is None else upper - u_floor(inst) - const)
+            bound = lagrangian(inst, None if upper is None else upper - u_floor(inst))
             lower = max(lower, bound.lower + u_floor(inst))
             for cand in bound.feasible_paths:
                 upper, best = _better(inst, opts, (cand,), upper, best)
@@ -126,7 +129,7 @@ def exact_search(
             total = sum(b.lower for b in bounds)
             for s, bound in enumerate(bounds):
                 offset = total - bound.lower + u_floor(inst)
-                keep, keep_hops = fixing_masks(inst, s, bound, upper_fix - const, offset)
+                keep, keep_hops = fixing_masks(inst, s, bound, upper_fix, offset)
                 states[s] &= keep
                 hops.append(keep_hops)
             notes.append(f"bounds kept {int(states.sum())} of {int(inst.allowed.sum())} (unit, node) states")

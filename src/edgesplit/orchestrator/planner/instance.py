@@ -69,7 +69,7 @@ class Instance:
 
     def trans_cost(self, s: int, k: int) -> np.ndarray:
         """(N, N) Φ cost of the hop after unit k for source s."""
-        return self.problem.weights.alpha * self.weights[s] * self.hop_ms(k)
+        return _weighted(self.problem.weights.alpha * self.weights[s], self.hop_ms(k))
 
     def expand(self, unit_nodes: Sequence[int]) -> tuple[str, ...]:
         """Per-block node ids from per-unit node indices."""
@@ -115,8 +115,8 @@ def build_instance(
         state[si] = w.alpha * shares[si] * compute + w.gamma * priv[:, None] * untrusted[None, :]
         state[si][~allowed[si]] = np.inf
         s = src_idx[si]
-        entry[si] = w.alpha * shares[si] * t.hop_matrix(src.input_bytes)[s]
-        exit_[si] = w.alpha * shares[si] * t.hop_matrix(float(out[-1]))[:, s]
+        entry[si] = _weighted(w.alpha * shares[si], t.hop_matrix(src.input_bytes)[s])
+        exit_[si] = _weighted(w.alpha * shares[si], t.hop_matrix(float(out[-1]))[:, s])
     return Instance(
         problem=problem,
         tables=t,
@@ -134,3 +134,9 @@ def build_instance(
         entry_cost=entry,
         exit_cost=exit_,
     )
+
+
+def _weighted(factor: float, costs: np.ndarray) -> np.ndarray:
+    """``factor · costs`` keeping a missing link (inf) missing even when the factor is 0."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(costs), np.inf, factor * costs)

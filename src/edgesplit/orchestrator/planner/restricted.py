@@ -9,6 +9,7 @@ its memory (papers.md §5.2). Pure Python over numpy prefix sums.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from edgesplit.orchestrator.planner.cpsat import SearchOptions
@@ -46,7 +47,8 @@ class _Search:
         self.sgroup = next(g for g, m in enumerate(members) if src in m)
         k = inst.n_units
         self.thr = opts.objective == "throughput"
-        self.cum_cost = np.vstack([np.zeros(inst.n_nodes), np.cumsum(inst.state_cost[0], axis=0)])
+        finite = np.where(inst.allowed[0], inst.state_cost[0], 0.0)  # disallowed states: see cum_bad
+        self.cum_cost = np.vstack([np.zeros(inst.n_nodes), np.cumsum(finite, axis=0)])
         self.cum_busy = np.vstack([np.zeros(inst.n_nodes), np.cumsum(inst.compute_ms, axis=0)])
         self.cum_bad = np.vstack([np.zeros(inst.n_nodes), np.cumsum(~inst.allowed[0], axis=0)])
         self.cum_mem = np.concatenate([[0.0], np.cumsum(inst.demand_bytes[0])])
@@ -129,6 +131,8 @@ class _Search:
                         total = self.add(self.add(val, hop), self.seg_cost(n, i, j))
                         if j == k:
                             total = self.add(total, self.exit(n))
+                            if not math.isfinite(total):
+                                continue  # no link back to the source
                             if final is None or total < final[0]:
                                 final = (total, ((i, usage, u), v, j))
                             continue
@@ -144,7 +148,7 @@ class _Search:
                         total = self.add(self.add(val, hop), seg)
                         if math.isfinite(total) and (final is None or total < final[0]):
                             final = (total, ((i, usage, u), -2, k))
-        if final is None:
+        if final is None or not math.isfinite(final[0]):
             return None
         return final[0], self._path(final, layers, seed)
 
