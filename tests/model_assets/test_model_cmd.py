@@ -169,3 +169,15 @@ def test_bad_input_is_one_line_and_exit_2(
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgesplit: error: "), stderr
     assert message in lines[0] and "Traceback" not in stderr
+
+
+def test_costs_feed_a_planner_problem(tiny_models) -> None:
+    from edgesplit.model.block_profile import costs_as_problem_blocks, model_costs
+    from edgesplit.model.loader import load_block_model
+    from edgesplit.orchestrator.planner.problem import BlockSpec
+
+    costs = model_costs(load_block_model(tiny_models["gpt2"]), measure=True, timing_context=4, repeats=1)
+    blocks = [BlockSpec.model_validate(b) for b in costs_as_problem_blocks(costs)]
+    assert [b.name for b in blocks] == ["embed", "layer.0", "layer.1", "layer.2", "layer.3", "head"]
+    assert all(b.work_ms > 0 for b in blocks)
+    assert blocks[-1].out_bytes == 4 and blocks[0].privacy and not blocks[2].privacy

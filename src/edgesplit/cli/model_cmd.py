@@ -93,7 +93,11 @@ def init(
         typer.echo(f"wrote {arch}-{preset} (seed {seed}, {_human_bytes(weights_bytes)} of weights) to {path}")
 
 
-@model_app.command("inspect", help=_INSPECT_HELP)
+@model_app.command(
+    "inspect",
+    help=_INSPECT_HELP,
+    short_help="The block graph with per-block bytes, KV, FLOPs, privacy and measured ms/token.",
+)
 def inspect(
     model: str = typer.Argument(..., help="Checkpoint folder, or builtin:ARCH-PRESET."),
     json_out: bool = typer.Option(False, "--json", help="Print only JSON (keys above)."),

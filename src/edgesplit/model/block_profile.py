@@ -164,3 +164,22 @@ def costs_as_json(costs: ModelCosts, path: str, context: int) -> dict[str, Any]:
         "measured": costs.timing_context is not None,
     }
     return {"model": model, "blocks": blocks}
+
+
+def costs_as_problem_blocks(costs: ModelCosts) -> list[dict[str, Any]]:
+    """The ``blocks`` list of a planner problem file (DESIGN §4.2) from measured costs.
+
+    ``work_ms`` is the measured decode time of each block (0 when not measured) and ``out_bytes``
+    the per-token output on the wire, so a problem built from this is the model as profiled here.
+    """
+    return [
+        {
+            "name": b.name,
+            "work_ms": (b.seconds_per_token or 0.0) * 1e3,
+            "param_bytes": b.param_bytes,
+            "kv_bytes_per_token": b.kv_bytes_per_token,
+            "out_bytes": b.out_bytes_per_token,
+            "privacy": b.privacy,
+        }
+        for b in costs.blocks
+    ]
