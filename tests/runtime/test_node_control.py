@@ -108,3 +108,29 @@ async def test_telemetry_health_and_speed_factor() -> None:
         finally:
             await client.close()
             await admin.close()
+
+
+async def test_prometheus_endpoint_serves_node_metrics() -> None:
+    import urllib.request
+
+    async with fake_cluster([(0, N_BLOCKS)], N_BLOCKS, metrics_port=0) as (route, nodes):
+        client = GrpcSegmentClient()
+        admin = NodeAdmin(nodes[0].address)
+        try:
+            await client.run_step(route, ChainStep("s", (1, 2, 3), 0), 5.0)
+            await admin.telemetry()  # refreshes the gauges
+            port = nodes[0].agent.metrics_port
+            assert port
+            url = f"http://127.0.0.1:{port}/metrics"
+            text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        finally:
+            await client.close()
+            await admin.close()
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"
+    }
+    assert samples["edgesplit_node_active_sessions"] == 1.0
+    assert samples['edgesplit_activation_bytes_total{direction="in"}'] > 0
+    assert samples['edgesplit_node_steps_total{outcome="ok"}'] == 1.0
+    assert samples["edgesplit_node_resident_memory_bytes"] > 10_000_000
+    assert 'edgesplit_stage_compute_seconds_count{segment="0:6"}' in samples
