@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import json
 from typing import Any
 
 import pytest
@@ -211,3 +213,40 @@ def test_user_errors_are_4xx_and_service_errors_5xx() -> None:
     assert to_api_error(RuntimeError("secret internals")).body()["error"]["message"] == (
         "internal error while serving the request"
     )
+
+
+def test_client_disconnect_mid_stream_ends_the_session(
+    make_gateway: GatewayFactory, codec: TextCodec
+) -> None:
+    """A client that goes away mid-stream: the body iterator is closed, the session ends on the nodes."""
+    client, chain = make_gateway(chain=FakeChain(vocab=codec.vocab_size, step_delay_s=0.01))
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        payload = json.dumps({**GOOD, "max_tokens": 50, "stream": True}).encode()
+        response = await service.completion(payload)
+        body = response.body_iterator
+        first = await anext(body)
+        assert "text_completion" in first
+        await body.aclose()  # what Starlette does when the client disconnects
+        await service.decoder.drain()
+
+    asyncio.run(main())
+    assert chain.caches == {}
+    assert chain.steps < 50
+    assert service.running == 0
+
+
+def test_create_app_with_a_starting_route(model_dir: Any, codec: TextCodec) -> None:
+    from fastapi.testclient import TestClient
+
+    from edgesplit.gateway.app import create_app
+    from edgesplit.gateway.config import GatewayConfig
+    from edgesplit.transport.base import Hop, Route
+
+    chain = FakeChain(vocab=codec.vocab_size)
+    route = Route(1, (Hop("device", "inproc", 0, codec.num_blocks or 6),))
+    config = GatewayConfig(model_name=MODEL, model_path=model_dir)
+    with TestClient(create_app(config, chain, route=route)) as http:
+        assert http.get("/health").json() == {"status": "ok", "epoch": 1}
+        assert http.post("/v1/completions", json=GOOD).status_code == 200

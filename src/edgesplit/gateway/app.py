@@ -26,7 +26,7 @@ from edgesplit.gateway.protocol import now_s
 from edgesplit.gateway.routes import CommittedPlan, RouteBook, route_from_segments
 from edgesplit.gateway.serving import GatewayService
 from edgesplit.gateway.text import TextCodec
-from edgesplit.transport.base import SegmentClient
+from edgesplit.transport.base import Route, SegmentClient
 
 #: Extra per-node telemetry for GET /v1/cluster (e.g. what the orchestrator gathered), keyed by node id.
 TelemetrySource = Callable[[], Awaitable[dict[str, dict[str, Any]]]]
@@ -56,15 +56,23 @@ def create_app(
     *,
     codec: TextCodec | None = None,
     routes: RouteBook | None = None,
+    route: Route | None = None,
     telemetry: TelemetrySource | None = None,
 ) -> FastAPI:
-    """Build the gateway over ``client``; ``codec`` defaults to the checkpoint at ``config.model_path``."""
+    """Build the gateway over ``client``; ``codec`` defaults to the checkpoint at ``config.model_path``.
+
+    Without ``route`` (a plan to start on, e.g. for an in-process client) the gateway answers 503 until
+    an orchestrator commits a plan with PUT /v1/plan.
+    """
     codec = codec or TextCodec.from_checkpoint(config.model_path)
     routes = routes or RouteBook(
         trusted_nodes=frozenset(n.id for n in config.nodes if n.trusted),
         privacy_blocks=frozenset(config.privacy_blocks),
     )
     metrics = GatewayMetrics()
+    if route is not None:
+        routes.commit(CommittedPlan(route))
+        metrics.plan_epoch.set(route.epoch)
     limits = DecodeLimits(
         request_timeout_s=config.request_timeout_s,
         step_timeout_s=config.step_timeout_s,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -210,7 +210,7 @@ class _Run:
         if self.state.first_token_s is not None:
             self.service.metrics.ttft_seconds.observe(self.state.first_token_s)
 
-    async def pieces(self) -> AsyncIterator[str]:
+    async def pieces(self) -> AsyncGenerator[str, None]:
         """Text deltas until EOS, max_tokens or a stop string; then ``finish_reason`` is set."""
         metrics = self.service.metrics
         last = time.monotonic()
@@ -255,11 +255,12 @@ async def _sse(
             yield _event(chat_chunk(run.rid, model, {"role": "assistant", "content": ""}, None, with_usage))
         elif echo:
             yield _event(completion_chunk(run.rid, model, echo, None, with_usage))
-        async for piece in run.pieces():
-            if run.kind == "chat":
-                yield _event(chat_chunk(run.rid, model, {"content": piece}, None, with_usage))
-            else:
-                yield _event(completion_chunk(run.rid, model, piece, None, with_usage))
+        async with aclosing(run.pieces()) as pieces:
+            async for piece in pieces:
+                if run.kind == "chat":
+                    yield _event(chat_chunk(run.rid, model, {"content": piece}, None, with_usage))
+                else:
+                    yield _event(completion_chunk(run.rid, model, piece, None, with_usage))
         if run.kind == "chat":
             yield _event(chat_chunk(run.rid, model, {}, run.finish_reason, with_usage))
         else:
@@ -272,6 +273,7 @@ async def _sse(
         run.service.metrics.request_errors.labels(str(error.status)).inc()
         yield _event(error.body())
     finally:
+        await run.tokens.aclose()  # a client gone before the first piece still ends its session
         release()
     yield _DONE
 
