@@ -6,6 +6,8 @@ part of any plan cheaper than a known feasible one, so the CP-SAT model stays sm
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +39,13 @@ def path_cost(inst: Instance, s: int, path: tuple[int, ...]) -> float:
     return total
 
 
-def lagrangian(inst: Instance, upper: float | None, iterations: int = 40) -> Bound:
-    """Subgradient ascent on memory multipliers for the single-source additive objective."""
+def lagrangian(
+    inst: Instance, upper: float | None, iterations: int = 40, deadline: float = math.inf
+) -> Bound:
+    """Subgradient ascent on memory multipliers for the single-source additive objective.
+
+    Stops early at ``deadline`` (a ``time.perf_counter`` value); any λ ≥ 0 gives a valid bound.
+    """
     demand = inst.demand_bytes[0]
     cap = inst.tables.mem_bytes.astype(float)
     lam = np.zeros(inst.n_nodes)
@@ -47,6 +54,8 @@ def lagrangian(inst: Instance, upper: float | None, iterations: int = 40) -> Bou
     step_factor = 1.0
     stall = 0
     for _ in range(iterations):
+        if time.perf_counter() > deadline:
+            break
         extra = lam[None, :] * demand[:, None]
         res = shortest_path(inst, 0, extra)
         if not res.nodes:

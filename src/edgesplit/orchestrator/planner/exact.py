@@ -111,7 +111,8 @@ def exact_search(
     if opts.objective == "latency":
         bounds: list[Bound] = []
         if inst.n_sources == 1:
-            bound = lagrangian(inst, None if upper is None else upper - u_floor(inst))
+            budget = time.perf_counter() + 0.3 * max(deadline - time.perf_counter(), 0.0)
+            bound = lagrangian(inst, None if upper is None else upper - u_floor(inst), deadline=budget)
             lower = max(lower, bound.lower + u_floor(inst))
             for cand in bound.feasible_paths:
                 upper, best = _better(inst, opts, (cand,), upper, best)

@@ -30,12 +30,23 @@ def _walk(inst: Instance, s: int, remaining: np.ndarray, held: np.ndarray) -> tu
     cur = inst.source_nodes[s]
     k = 0
     kv = inst.demand_bytes[s] - inst.param_bytes
+    # Units only trusted nodes may run (hard privacy): keep room for them on the trusted nodes.
+    only_trusted = inst.allowed[s][:, inst.tables.trusted].any(axis=1) & ~inst.allowed[s][
+        :, ~inst.tables.trusted
+    ].any(axis=1)
+    reserve_after = np.concatenate([np.cumsum((inst.demand_bytes[s] * only_trusted)[::-1])[::-1], [0.0]])
+    trusted = inst.tables.trusted
     while k < n_units:
         # (R, N) memory each node would need to take units k..k+r; weights already held cost nothing.
         need = np.where(held[k:], 0.0, inst.param_bytes[k:, None]) + kv[k:, None]
         cum_need = np.cumsum(need, axis=0)
         ok = np.cumprod((cum_need <= remaining[None, :]) & inst.allowed[s, k:], axis=0).astype(bool)
         run = ok.sum(axis=0)
+        # A run on a trusted node must leave the trusted nodes room for the privacy units after it.
+        trusted_free = float(remaining[trusted].sum())
+        for n in np.flatnonzero(trusted & (run > 0)):
+            while run[n] > 0 and trusted_free - cum_need[run[n] - 1, n] < reserve_after[k + run[n]] - 1e-9:
+                run[n] -= 1
         cost = np.cumsum(inst.state_cost[s, k:], axis=0)
         enter = inst.entry_cost[s] if k == 0 else inst.trans_cost(s, k - 1)[cur]
         last = np.clip(run - 1, 0, None)
