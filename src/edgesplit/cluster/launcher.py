@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import yaml
 
 from edgesplit.cluster.config import ClusterConfig
-from edgesplit.cluster.roles import gateway_config, node_config
+from edgesplit.cluster.roles import gateway_config, node_config, node_emulation, trace_times
 from edgesplit.errors import EdgesplitError, ServiceDeadError
 
 STOP_GRACE_S = 5.0
@@ -141,6 +142,52 @@ class LocalCluster:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
+class TracePlayer(threading.Thread):
+    """Replays the cluster file's load and link traces on the node agents (SetEmulation), on time.
+
+    Time 0 is when the cluster became ready. A node that refuses a change is reported, not fatal.
+    """
+
+    def __init__(self, cluster: ClusterConfig, addresses: dict[str, str]) -> None:
+        super().__init__(name="edgesplit-trace-player", daemon=True)
+        self.cluster = cluster
+        self.addresses = addresses
+        self.started_at = time.monotonic()
+        self.applied: list[tuple[float, str]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        import asyncio
+
+        current = {n.id: node_emulation(self.cluster, n.id, 0.0) for n in self.cluster.nodes}
+        for at_s in trace_times(self.cluster):
+            if self._stop_event.wait(max(0.0, self.started_at + at_s - time.monotonic())):
+                return
+            changed = {}
+            for node in self.cluster.nodes:
+                section = node_emulation(self.cluster, node.id, at_s)
+                if section != current[node.id]:
+                    changed[node.id] = current[node.id] = section
+            asyncio.run(self._apply(at_s, changed))
+
+    async def _apply(self, at_s: float, changed: dict[str, dict[str, Any]]) -> None:
+        from edgesplit.node.config import EmulationConfig
+        from edgesplit.transport.node_admin import NodeAdmin
+
+        for node_id, section in changed.items():
+            admin = NodeAdmin(self.addresses[node_id])
+            try:
+                await admin.set_emulation(EmulationConfig.model_validate(section))
+                self.applied.append((at_s, node_id))
+            except EdgesplitError as exc:
+                print(f"edgesplit up: trace at {at_s:g} s not applied on {node_id}: {exc}", file=sys.stderr)
+            finally:
+                await admin.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
 def orchestrator_view(cluster: ClusterConfig, addresses: dict[str, str]) -> dict[str, Any]:
     """The cluster file the orchestrator gets: declared facts with live addresses, emulation removed."""
     data = cluster.model_dump(mode="json", exclude={"emulation"})
@@ -171,6 +218,7 @@ def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     local = LocalCluster(cluster, model_path)
+    player: TracePlayer | None = None
     code = 0
     try:
         print(f"edgesplit up: model {cluster.model} ({model_path}); logs in {local.run_dir}", flush=True)
@@ -185,6 +233,8 @@ def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -
         )
         print(f"edgesplit gateway ready on {url}", flush=True)
         print(f"OpenAI base_url: {url}/v1   (Ctrl-C stops everything)", flush=True)
+        player = TracePlayer(cluster, local.addresses)
+        player.start()
         while not stop_reason:
             dead = local.dead_child()
             if dead is not None:
@@ -201,6 +251,8 @@ def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -
         print(f"edgesplit: error: {exc}", file=sys.stderr, flush=True)
         code = exc.exit_code
     finally:
+        if player is not None:
+            player.stop()
         local.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -23,8 +23,8 @@ def num_blocks_of(model_path: Path) -> int:
     return layers + 2
 
 
-def _links_from(cluster: ClusterConfig, node_id: str) -> dict[str, dict[str, float]]:
-    """The emulated link from ``node_id`` to each peer it has one with (links are shaped both ways)."""
+def _links_from(cluster: ClusterConfig, node_id: str, at_s: float = 0.0) -> dict[str, dict[str, float]]:
+    """The emulated link from ``node_id`` to each peer at ``at_s`` (links are shaped both ways)."""
     emulation = cluster.emulation
     if emulation is None:
         return {}
@@ -36,24 +36,44 @@ def _links_from(cluster: ClusterConfig, node_id: str) -> dict[str, dict[str, flo
                 out[peer.id] = {"bandwidth_mbps": default.bandwidth_mbps, "rtt_ms": default.rtt_ms}
     for link in emulation.links:
         if node_id in (link.a, link.b):
-            out[link.b if link.a == node_id else link.a] = _shape(link)
+            out[link.b if link.a == node_id else link.a] = _shape(link, at_s)
     return out
 
 
-def _shape(link: LinkEmulation) -> dict[str, float]:
-    return {"bandwidth_mbps": link.bandwidth_mbps, "rtt_ms": link.rtt_ms, "jitter_ms": link.jitter_ms}
+def _shape(link: LinkEmulation, at_s: float) -> dict[str, float]:
+    """The link's values at ``at_s``: the last trace point at or before it overrides the base values."""
+    bandwidth, rtt = link.bandwidth_mbps, link.rtt_ms
+    for point in sorted(link.trace, key=lambda p: p.at_s):
+        if point.at_s <= at_s:
+            bandwidth = point.bandwidth_mbps if point.bandwidth_mbps is not None else bandwidth
+            rtt = point.rtt_ms if point.rtt_ms is not None else rtt
+    return {"bandwidth_mbps": bandwidth, "rtt_ms": rtt, "jitter_ms": link.jitter_ms}
 
 
-def node_emulation(cluster: ClusterConfig, node_id: str) -> dict[str, Any]:
-    """The node agent's ``emulation`` section (node/config.py EmulationConfig keys)."""
+def trace_times(cluster: ClusterConfig) -> list[float]:
+    """Every time (seconds after start-up) at which some node's emulation changes."""
+    emulation = cluster.emulation
+    if emulation is None:
+        return []
+    times = {p.at_s for n in emulation.nodes.values() for p in n.load_trace}
+    times |= {p.at_s for link in emulation.links for p in link.trace}
+    return sorted(t for t in times if t > 0)
+
+
+def node_emulation(cluster: ClusterConfig, node_id: str, at_s: float = 0.0) -> dict[str, Any]:
+    """The node agent's ``emulation`` section (node/config.py EmulationConfig keys) at ``at_s``."""
     emulation = cluster.emulation
     if emulation is None:
         return {}
     mine = emulation.nodes.get(node_id)
-    section: dict[str, Any] = {"links": _links_from(cluster, node_id)}
+    section: dict[str, Any] = {"links": _links_from(cluster, node_id, at_s)}
     if mine is not None:
         section["speed_factor"] = mine.speed_factor
-        section["background_load"] = mine.background_load
+        load = mine.background_load
+        for point in sorted(mine.load_trace, key=lambda p: p.at_s):
+            if point.at_s <= at_s:
+                load = point.load
+        section["background_load"] = load
         if mine.memory_cap is not None:
             section["memory_cap_bytes"] = mine.memory_cap
     if emulation.block_profile:
