@@ -155,3 +155,24 @@ def test_models_lists_the_served_model(make_gateway: GatewayFactory) -> None:
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == [MODEL]
     assert body["data"][0]["object"] == "model"
+
+
+def test_response_reports_where_the_request_ran(make_gateway: GatewayFactory) -> None:
+    client, _ = make_gateway()
+    body = client.post("/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 2}).json()
+    assert body["edgesplit"] == {
+        "epochs": [1],
+        "nodes": ["device", "mec1"],
+        "reprefills": 0,
+        "privacy": "high",
+        "privacy_violation": False,
+    }
+    resp = client.post(
+        "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 2, "stream": True}
+    )
+    last = sse_events(resp.text)[-2]
+    assert last["choices"][0]["finish_reason"] == "length" and last["edgesplit"]["epochs"] == [1]
+    metrics = client.get("/metrics").text
+    assert "edgesplit_privacy_violations_total 0.0" in metrics
+    assert 'edgesplit_request_success_total{finished_reason="length"} 2.0' in metrics
+    assert "edgesplit_generation_tokens_total 4.0" in metrics

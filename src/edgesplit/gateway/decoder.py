@@ -45,7 +45,8 @@ class GenerationState:
     completion_tokens: int = 0
     reprefills: int = 0
     first_token_s: float | None = None
-    epochs: set[int] = field(default_factory=set)
+    routes: dict[int, Route] = field(default_factory=dict)
+    """Every route (by epoch) a step of this request ran on."""
     timings: list[HopTiming] = field(default_factory=list)
 
 
@@ -108,7 +109,7 @@ class Decoder:
                     continue
                 # 4) Record, stop on EOS, else extend the history and hand the token out.
                 session.fed = len(history)
-                state.epochs.add(route.epoch)
+                state.routes[route.epoch] = route
                 state.timings.extend(result.timings)
                 state.completion_tokens += 1
                 if state.first_token_s is None:
@@ -122,6 +123,9 @@ class Decoder:
         finally:
             if session is not None:
                 self._end_later(session)
+
+    def untrusted_privacy_hops(self, route: Route) -> set[str]:
+        return self._routes.untrusted_privacy_hops(route)
 
     async def _run_step(self, route: Route, step: ChainStep, deadline: float) -> ChainResult:
         remaining = deadline - time.monotonic()

@@ -51,4 +51,9 @@ class GatewayMetrics:
             buckets=_ITL_BUCKETS,
             registry=r,
         )
+        self.privacy_violations = Counter(
+            "edgesplit_privacy_violations",
+            "privacy: high requests whose privacy-critical blocks ran on an untrusted node (must stay 0).",
+            registry=r,
+        )
         self.plan_epoch = Gauge("edgesplit_plan_epoch", "Epoch of the committed plan.", registry=r)

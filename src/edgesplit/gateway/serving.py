@@ -160,7 +160,8 @@ class GatewayService:
             finally:
                 release()
             build = completion_body if kind == "completion" else chat_body
-            return JSONResponse(build(run.rid, req.model, text, run.finish_reason, run.usage()))
+            body = build(run.rid, req.model, text, run.finish_reason, run.usage())
+            return JSONResponse({**body, "edgesplit": run.report()})
         return StreamingResponse(
             _sse(run, req, echo, release),
             media_type="text/event-stream",
@@ -237,11 +238,25 @@ class _Run:
         metrics.request_success.labels(self.finish_reason).inc()
         metrics.e2e_seconds.observe(time.monotonic() - self.started)
         metrics.reprefills.inc(self.state.reprefills)
+        if self.report()["privacy_violation"]:
+            metrics.privacy_violations.inc()
         for timing in self.state.timings:
             metrics.hop_compute_seconds.labels(timing.node_id).observe(timing.compute_s)
 
     def usage(self) -> dict[str, int]:
         return usage(self.prompt_tokens, self.state.completion_tokens)
+
+    def report(self) -> dict[str, Any]:
+        """edgesplit's extension of a response: where the request ran (for evaluation and audits)."""
+        routes = self.state.routes
+        leaked = sorted({n for r in routes.values() for n in self.service.decoder.untrusted_privacy_hops(r)})
+        return {
+            "epochs": sorted(routes),
+            "nodes": sorted({h.node_id for r in routes.values() for h in r.hops}),
+            "reprefills": self.state.reprefills,
+            "privacy": "high" if self.request.privacy_high else "none",
+            "privacy_violation": bool(self.request.privacy_high and leaked),
+        }
 
 
 async def _sse(
@@ -262,9 +277,10 @@ async def _sse(
                 else:
                     yield _event(completion_chunk(run.rid, model, piece, None, with_usage))
         if run.kind == "chat":
-            yield _event(chat_chunk(run.rid, model, {}, run.finish_reason, with_usage))
+            last = chat_chunk(run.rid, model, {}, run.finish_reason, with_usage)
         else:
-            yield _event(completion_chunk(run.rid, model, "", run.finish_reason, with_usage))
+            last = completion_chunk(run.rid, model, "", run.finish_reason, with_usage)
+        yield _event({**last, "edgesplit": run.report()})
         if with_usage:
             obj = "chat.completion.chunk" if run.kind == "chat" else "text_completion"
             yield _event(usage_chunk(run.rid, model, obj, run.usage()))
