@@ -120,3 +120,10 @@ def test_sizes_parse_in_binary_and_decimal_units(n: int, unit: str) -> None:
     ]
     assert parse_bytes(f"{n}{unit}") == n * factor
     assert parse_bytes(f"{n} {unit.lower()}") == n * factor
+
+
+def test_the_cluster_file_documented_in_docs_running_validates() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "running.md").read_text()
+    block = text.split("## The cluster file", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    cfg = parse_cluster(block, "docs/running.md")
+    assert cfg.emulation is not None and cfg.emulation.nodes["device"].load_trace
