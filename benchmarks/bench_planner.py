@@ -44,7 +44,7 @@ def make_cluster(n_blocks: int, n_nodes: int, regime: str, seed: int = 0) -> Pro
             mem = int(model_bytes * rng.uniform(0.15, 0.45))
         else:
             mem = int(model_bytes * rng.uniform(0.6, 1.6))
-        nodes.append(Node(f"mec{i}", rng.uniform(2.0, 6.0), mem, rng.uniform(0.0, 0.6), rng.random() < 0.05))
+        nodes.append(Node(f"mec{i}", rng.uniform(2.0, 6.0), mem, rng.uniform(0.0, 0.6), rng.random() < 0.02))
     for i in range(n_nodes - 1 - n_mec):
         nodes.append(
             Node(f"cloud{i}", rng.uniform(8.0, 20.0), 10 * model_bytes, rng.uniform(0.0, 0.7), False)

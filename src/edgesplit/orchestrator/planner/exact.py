@@ -19,6 +19,9 @@ from edgesplit.orchestrator.planner.dp import fits, shortest_path
 from edgesplit.orchestrator.planner.instance import Instance
 from edgesplit.orchestrator.planner.restricted import restricted_search
 
+HOPS_PER_SECOND = 5_000
+"""Model size (hop variables) CP-SAT can be built and searched with per second of time limit; above it,
+building alone would eat the limit, so the incumbent is returned unproven."""
 RELATIVE_RESOLUTION = 1e-10
 """Integer scaling keeps the total rounding of any plan's cost below this fraction of the optimum."""
 
@@ -154,6 +157,11 @@ def exact_search(
         return SearchResult(
             best, True, lower, (*notes, "lower bound meets a feasible plan: proven by bounds")
         )
+    size = _model_size(inst, states, hops)
+    limit = int(HOPS_PER_SECOND * opts.time_limit_s)
+    if size > limit and best is not None:
+        note = f"CP-SAT skipped: {size} hop variables after bounds (limit {limit} for the time limit)"
+        return SearchResult(best, False, lower, (*notes, note))
     scale = _scale(inst, lower, upper)
     model = ChainModel(inst, opts, scale, states, hops, symmetric_groups)
     if best is not None:
@@ -186,6 +194,14 @@ def exact_search(
     final = third.paths if third.paths is not None else second.paths
     note = "min-change: fewest moved bytes within epsilon" + ("" if second.proven else " (not proven)")
     return SearchResult(final, result.proven and second.proven, bound_real, (*notes, note))
+
+
+def _model_size(inst: Instance, states: np.ndarray, hops: list[list[np.ndarray]] | None) -> int:
+    """How many hop variables the CP-SAT model would get."""
+    if hops is not None:
+        return int(sum(int(h.sum()) for per_source in hops for h in per_source))
+    per_boundary = states[:, :-1, :].sum(axis=2) * states[:, 1:, :].sum(axis=2)
+    return int(per_boundary.sum())
 
 
 def _has_restrictions(opts: SearchOptions) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -34,6 +35,8 @@ PROOF_TOLERANCE = 1e-6
 AUTO_EXACT_MAX_NODES = 48
 """``auto`` searches all nodes exactly up to this size; above it, it prunes to candidates first."""
 AUTO_PER_ROLE = 8
+AUTO_PRUNED_TIME_LIMIT_S = 1.0
+"""``auto`` on a large cluster answers within about this budget (plus the pruning pass)."""
 
 
 def solve(
@@ -75,10 +78,13 @@ def solve(
             return _package(
                 problem, tables, full, result, "auto", objective, started, fixed_boundaries, None, None
             )
-        keep = list(current or ()) + list(held or {})
+        on_path = [tables.node_ids[n] for path in paths for n in path]
+        keep = list(current or ()) + list(held or {}) + on_path
+        full_lower = sum(v for v, _ in chains) + u_floor(full) if objective == "latency" else None
         search_problem = prune_nodes(problem, tables, AUTO_PER_ROLE, keep)
         search_tables = build_tables(search_problem)
         pruned = {"kept": len(search_problem.nodes), "of": len(problem.nodes)}
+        opts = replace(opts, time_limit_s=min(time_limit_s, AUTO_PRUNED_TIME_LIMIT_S))
     inst = build_instance(search_problem, fixed_boundaries, search_tables)
     moved = _moved_bytes(inst, current, held) if min_change_epsilon is not None else None
     if solver == "greedy" and moved is None:
@@ -99,8 +105,7 @@ def solve(
     if solver == "dp" and result.notes[-1:] != ("shortest path fits memory: proven by dynamic programming",):
         notes.append("dp: memory or constraints bind; answered by the exact search")
     if pruned is not None:
-        full = build_instance(problem, fixed_boundaries, tables)
-        lower = _global_lower(full, opts)
+        lower = full_lower if full_lower is not None else _global_lower(full, opts)
         result = SearchResult(result.paths, False, lower, result.notes)
         # A pruned plan is still optimal when it meets a bound computed over all nodes.
     result = SearchResult(result.paths, result.proven, result.lower, (*result.notes, *notes))
