@@ -166,7 +166,24 @@ def test_resolve_model_builds_once_then_reuses(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(builtin, "init_model", no_rebuild)
     assert resolve_model("builtin:gpt2-tiny@3", cache_dir=cache) == path
     assert builtin.resolve_builtin("gpt2-tiny@3", cache_dir=cache) == path
-    assert [p.name for p in cache.iterdir()] == [path.name]  # no staging folders left behind
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [path.name]  # no staging left
+
+
+def test_concurrent_resolves_build_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    builds: list[Path] = []
+    real_init = builtin.init_model
+
+    def counting_init(out: Path, *args: object, **kwargs: object) -> Path:
+        builds.append(out)
+        return real_init(out, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtin, "init_model", counting_init)
+    with ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: resolve_model("builtin:qwen2-tiny", cache_dir=tmp_path), range(3)))
+    assert len(set(paths)) == 1 and (paths[0] / "model.safetensors").is_file()
+    assert len(builds) == 1
 
 
 def test_resolve_model_passes_folders_through_and_names_bad_ones(tmp_path: Path, tiny_models) -> None:

@@ -267,7 +267,8 @@ def resolve_model(spec: str | os.PathLike[str], cache_dir: Path | None = None) -
 
     ``spec`` is a directory holding an HF checkpoint, or ``builtin:ARCH-PRESET[@SEED]``. A built-in
     is materialised once into ``cache_dir`` (default :func:`default_cache_dir`) and reused; builds
-    go to a temporary directory renamed into place, so concurrent processes never see half a model.
+    go to a temporary directory renamed into place under a file lock, so concurrent processes build
+    it once and never see half a model.
     Raises ``ModelLoadError`` for a directory that is missing or holds no ``config.json``.
     """
     text = os.fspath(spec)
@@ -285,20 +286,23 @@ def resolve_model(spec: str | os.PathLike[str], cache_dir: Path | None = None) -
 
 
 def _materialise(spec: BuiltinSpec, cache_dir: Path) -> Path:
+    """Build ``spec`` into the cache once: a file lock makes concurrent callers wait for one build."""
+    import fcntl
+
     final = cache_dir / spec.cache_name
     if (final / "config.json").is_file():
         return final
     ensure_writable_dir(cache_dir)
-    staging = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}-", dir=cache_dir))
-    try:
-        init_model(staging, spec.arch, spec.preset, spec.seed)
+    with open(cache_dir / f".{spec.cache_name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if (final / "config.json").is_file():  # another process built it while we waited
+            return final
+        staging = Path(tempfile.mkdtemp(prefix=f".{spec.cache_name}-", dir=cache_dir))
         try:
-            staging.rename(final)
-        except OSError:
-            if not (final / "config.json").is_file():  # not a lost race: a real failure
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            init_model(staging, spec.arch, spec.preset, spec.seed)
+            staging.rename(final)  # atomic: readers never see half a model
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return final
 
 
