@@ -233,7 +233,7 @@ def _save_quietly(model: Any, tokenizer: Any, out: Path) -> None:
 def ensure_writable_dir(out: Path) -> None:
     """Create ``out`` if needed; a UserInputError if it is a file or cannot be written."""
     if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out} exists and is not a directory")
+        raise UserInputError(f"{out} exists and is not a directory; give a folder path")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
