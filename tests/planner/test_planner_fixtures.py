@@ -49,7 +49,9 @@ R1_LATENCY = [
 
 
 @pytest.mark.parametrize(("lan", "cloud", "half", "table_ms", "placement"), R1_LATENCY)
-def test_r1_edgeshard_latency_table(lan: float, cloud: float, half: bool, table_ms: float, placement: Any) -> None:
+def test_r1_edgeshard_latency_table(
+    lan: float, cloud: float, half: bool, table_ms: float, placement: Any
+) -> None:
     problem = parse_problem(_r1(lan, cloud, half))
     plan = solve(problem, "exact", restrictions=EDGESHARD)
     assert plan.optimal

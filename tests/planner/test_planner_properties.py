@@ -12,7 +12,7 @@ from planner_oracle import brute_force, close, oracle_cost, problems
 from edgesplit.errors import InfeasibleError
 from edgesplit.orchestrator.planner import SearchOptions, evaluate, parse_problem, solve
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _check_plan_matches(d: dict[str, Any], solver: str, objective: str = "latency", **kw: Any) -> None:

@@ -119,6 +119,7 @@ class ChainModel:
             self.x.append(xs)
             self.stay.append(stays)
         self._add_memory()
+        self._add_switch_cuts()
         self._add_restrictions(symmetric_groups or [])
         self.objective = self._objective(terms, link_terms)
         m.Minimize(self.objective)
@@ -184,6 +185,32 @@ class ChainModel:
                 + Weighted([v for _, _, v in entries], [int(kv_int[s, k]) for s, k, _ in entries])
                 <= int(cap[n])
             )
+
+    def _add_switch_cuts(self) -> None:
+        """No node can run more units in a row than fit its memory: a longer window must contain a hop.
+
+        Redundant for integer plans, but the LP relaxation otherwise splits the chain fractionally over
+        several nodes and pays no hop at all, which leaves a wide gap when memory binds.
+        """
+        inst, m = self.inst, self.model
+        cap = inst.tables.mem_bytes.astype(float)
+        for s, stays in enumerate(self.stay):
+            cum = np.concatenate([[0.0], np.cumsum(inst.demand_bytes[s])])
+            for a in range(inst.n_units - 1):
+                # Longest run from unit a that any allowed node can hold.
+                longest = 0
+                for n in range(inst.n_nodes):
+                    if not inst.allowed[s, a, n]:
+                        continue
+                    r = int(np.searchsorted(cum, cum[a] + cap[n], side="right")) - 1 - a
+                    bad = np.flatnonzero(~inst.allowed[s, a : a + max(r, 0), n])
+                    r = min(r, int(bad[0])) if bad.size else r
+                    longest = max(longest, r)
+                if a + longest >= inst.n_units or longest < 1:
+                    continue
+                window = [v for k in range(a, a + longest) for v in stays[k].values()]
+                if window:
+                    m.Add(Sum(window) <= longest - 1)
 
     def _add_restrictions(self, groups: list[list[int]]) -> None:
         inst, m, opts = self.inst, self.model, self.opts
