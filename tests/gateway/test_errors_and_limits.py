@@ -250,3 +250,23 @@ def test_create_app_with_a_starting_route(model_dir: Any, codec: TextCodec) -> N
     with TestClient(create_app(config, chain, route=route)) as http:
         assert http.get("/health").json() == {"status": "ok", "epoch": 1}
         assert http.post("/v1/completions", json=GOOD).status_code == 200
+
+
+def test_event_followers_wake_on_new_events_and_get_keepalives() -> None:
+    from edgesplit.gateway.events import EventLog
+
+    async def main() -> list[str]:
+        log = EventLog()
+        await log.add({"kind": "a"})
+        stream = log.follow(after=0, follow=True, heartbeat_s=0.2)
+        got = [await anext(stream)]
+        got.append(await anext(stream))  # nothing new: a keep-alive comment after the heartbeat
+        waiter = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)
+        await log.add({"kind": "b"})
+        got.append(await asyncio.wait_for(waiter, 2.0))
+        await stream.aclose()
+        return got
+
+    first, keepalive, second = asyncio.run(main())
+    assert '"kind":"a"' in first and keepalive == ": keep-alive\n\n" and '"kind":"b"' in second

@@ -5,6 +5,7 @@ Owns routing and error-to-HTTP wiring only; the request flow lives in ``serving`
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,6 +22,7 @@ from edgesplit.errors import EdgesplitError
 from edgesplit.gateway.config import GatewayConfig
 from edgesplit.gateway.decoder import DecodeLimits, Decoder
 from edgesplit.gateway.error_map import ApiError, bad_request, to_api_error
+from edgesplit.gateway.events import EventLog
 from edgesplit.gateway.metrics import GatewayMetrics
 from edgesplit.gateway.protocol import now_s
 from edgesplit.gateway.routes import CommittedPlan, RouteBook, route_from_segments
@@ -88,6 +90,7 @@ def create_app(
         await decoder.drain()
         await client.close()
 
+    events = EventLog()
     app = FastAPI(title="edgesplit gateway", lifespan=lifespan)
     app.state.service = service
     app.state.routes = routes
@@ -165,7 +168,24 @@ def create_app(
         )
         routes.commit(CommittedPlan(route, commit.cost, commit.solver))
         metrics.plan_epoch.set(commit.epoch)
+        await events.add({"kind": "plan_committed", **(routes.plan.as_json() if routes.plan else {})})
         return routes.plan.as_json() if routes.plan else {}
+
+    @app.get("/v1/events")
+    async def get_events(after: int = 0, follow: bool = True) -> StreamingResponse:
+        """Decisions with their reasons, as SSE; ``follow=false`` ends after what is stored."""
+        return StreamingResponse(events.follow(after, follow), media_type="text/event-stream")
+
+    @app.post("/v1/events")
+    async def post_event(request: Request) -> dict[str, Any]:
+        """The orchestrator records a decision (its JSON form, e.g. trigger, candidates, chosen plan)."""
+        try:
+            event = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise bad_request(f"the event is not valid JSON: {exc}", None, "invalid_json") from exc
+        if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
+            raise bad_request("an event is a JSON object with a string `kind`", "kind")
+        return await events.add(event)
 
     @app.get("/v1/cluster")
     async def cluster() -> dict[str, Any]:
