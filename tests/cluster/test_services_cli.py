@@ -153,3 +153,28 @@ def test_services_one_at_a_time_form_a_cluster(
     assert resp.status_code == 200 and resp.json()["usage"]["completion_tokens"] == 4
     for proc in processes:
         assert proc.poll() is None and pid_alive(proc.pid)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_sigterm_during_start_up_stops_every_child() -> None:
+    import psutil
+
+    example = Path(__file__).parents[2] / "examples" / "mec-3node.yaml"
+    up = subprocess.Popen(
+        [*CLI, "up", str(example)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        parent = psutil.Process(up.pid)
+        deadline = time.monotonic() + 60
+        while len(parent.children()) < 3:  # the three node agents are starting
+            assert up.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        children = parent.children(recursive=True)
+        up.terminate()
+        assert up.wait(timeout=40) == 130
+        assert [c.pid for c in children if pid_alive(c.pid)] == []
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait(timeout=10)

@@ -212,9 +212,12 @@ def _die_with_parent() -> None:
 def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -> int:
     """Start, print the gateway URL, supervise until a signal or a child's death, stop. Returns exit code."""
     stop_reason: list[str] = []
+    serving = threading.Event()
 
     def on_signal(signum: int, _: Any) -> None:
         stop_reason.append(signal.Signals(signum).name)
+        if not serving.is_set():
+            raise KeyboardInterrupt  # still starting: abandon start-up; `finally` stops what runs
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     local = LocalCluster(cluster, model_path)
@@ -235,6 +238,7 @@ def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -
         print(f"OpenAI base_url: {url}/v1   (Ctrl-C stops everything)", flush=True)
         player = TracePlayer(cluster, local.addresses)
         player.start()
+        serving.set()
         while not stop_reason:
             dead = local.dead_child()
             if dead is not None:
@@ -250,6 +254,8 @@ def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -
     except EdgesplitError as exc:
         print(f"edgesplit: error: {exc}", file=sys.stderr, flush=True)
         code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
     finally:
         if player is not None:
             player.stop()
