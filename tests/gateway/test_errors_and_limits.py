@@ -270,3 +270,19 @@ def test_event_followers_wake_on_new_events_and_get_keepalives() -> None:
 
     first, keepalive, second = asyncio.run(main())
     assert '"kind":"a"' in first and keepalive == ": keep-alive\n\n" and '"kind":"b"' in second
+
+
+def test_client_gone_before_the_stream_began_still_ends_the_session(
+    make_gateway: GatewayFactory, codec: TextCodec
+) -> None:
+    client, chain = make_gateway()
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        response = await service.completion(json.dumps({**GOOD, "stream": True}).encode())
+        assert service.running == 1 and chain.caches  # the prefill ran: a session is open
+        await response.background()  # what Starlette runs after the response, sent or not
+        await service.decoder.drain()
+
+    asyncio.run(main())
+    assert chain.caches == {} and service.running == 0

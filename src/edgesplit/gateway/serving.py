@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
 
 from edgesplit.errors import CapacityError
 from edgesplit.gateway.config import GatewayConfig
@@ -75,7 +76,7 @@ class GatewayService:
         asked = req.requested_max_tokens()
         room = self.codec.context_tokens - len(prompt_ids)
         max_tokens = self._check_max_tokens(
-            asked if asked is not None else min(self.config.max_output_tokens, room), len(prompt_ids)
+            asked if asked is not None else max(1, min(self.config.max_output_tokens, room)), len(prompt_ids)
         )
         return await self._serve(req, prompt_ids, max_tokens, "chat", "")
 
@@ -162,10 +163,18 @@ class GatewayService:
             build = completion_body if kind == "completion" else chat_body
             body = build(run.rid, req.model, text, run.finish_reason, run.usage())
             return JSONResponse({**body, "edgesplit": run.report()})
+
+        async def cleanup() -> None:
+            # Runs after the response even when the client left before the stream began (an
+            # async generator that never started skips its own ``finally``).
+            await run.tokens.aclose()
+            release()
+
         return StreamingResponse(
             _sse(run, req, echo, release),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(cleanup),
         )
 
 
