@@ -17,6 +17,7 @@ from edgesplit.orchestrator.planner.bounds import Bound, fixing_masks, lagrangia
 from edgesplit.orchestrator.planner.cpsat import ChainModel, SearchOptions
 from edgesplit.orchestrator.planner.dp import fits, shortest_path
 from edgesplit.orchestrator.planner.instance import Instance
+from edgesplit.orchestrator.planner.local import improve
 from edgesplit.orchestrator.planner.restricted import restricted_search
 
 HOPS_PER_SECOND = 5_000
@@ -110,6 +111,8 @@ def exact_search(
             upper_paths = (path,)
     states = inst.allowed.copy()
     hops: list[list[np.ndarray]] | None = None
+    if upper_paths is not None and inst.n_sources == 1 and dp_exact_applies(inst, opts):
+        upper_paths = (improve(inst, upper_paths[0]),)
     upper, best = _upper(inst, opts, upper_paths)
     if opts.objective == "latency":
         bounds: list[Bound] = []
@@ -117,7 +120,9 @@ def exact_search(
             budget = time.perf_counter() + 0.3 * max(deadline - time.perf_counter(), 0.0)
             bound = lagrangian(inst, None if upper is None else upper - u_floor(inst), deadline=budget)
             lower = max(lower, bound.lower + u_floor(inst))
-            for cand in bound.feasible_paths:
+            for cand in bound.feasible_paths[-3:]:
+                if dp_exact_applies(inst, opts):
+                    cand = improve(inst, cand)
                 upper, best = _better(inst, opts, (cand,), upper, best)
             bounds.append(bound)
         else:

@@ -48,7 +48,7 @@ def _walk(inst: Instance, s: int, remaining: np.ndarray, held: np.ndarray) -> tu
             while run[n] > 0 and trusted_free - cum_need[run[n] - 1, n] < reserve_after[k + run[n]] - 1e-9:
                 run[n] -= 1
         cost = np.cumsum(inst.state_cost[s, k:], axis=0)
-        enter = inst.entry_cost[s] if k == 0 else inst.trans_cost(s, k - 1)[cur]
+        enter = inst.entry_cost[s] if k == 0 else inst.trans_row(s, k - 1, cur)
         last = np.clip(run - 1, 0, None)
         total = enter + cost[last, np.arange(inst.n_nodes)]
         total = total + np.where(k + run == n_units, inst.exit_cost[s], 0.0)

@@ -71,6 +71,23 @@ class Instance:
         """(N, N) Φ cost of the hop after unit k for source s."""
         return _weighted(self.problem.weights.alpha * self.weights[s], self.hop_ms(k))
 
+    def trans_row(self, s: int, k: int, i: int) -> np.ndarray:
+        """(N,) Φ cost of the hop after unit k from node i to each node (no N×N matrix)."""
+        if self._hops is not None:
+            return self.trans_cost(s, k)[i]
+        t = self.tables
+        ms = np.where(
+            t.linked[i],
+            t.half_rtt_ms[i] + float(self.out_bytes[k]) * np.where(t.linked[i], t.ms_per_byte[i], 0),
+            np.inf,
+        )
+        ms[i] = 0.0
+        return _weighted(self.problem.weights.alpha * self.weights[s], ms)
+
+    def trans_col(self, s: int, k: int, j: int) -> np.ndarray:
+        """(N,) Φ cost of the hop after unit k from each node to node j (links are symmetric)."""
+        return self.trans_row(s, k, j)
+
     def expand(self, unit_nodes: Sequence[int]) -> tuple[str, ...]:
         """Per-block node ids from per-unit node indices."""
         out: list[str] = []

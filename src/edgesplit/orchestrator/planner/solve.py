@@ -24,6 +24,7 @@ from edgesplit.orchestrator.planner.exact import (
 )
 from edgesplit.orchestrator.planner.greedy import greedy_paths
 from edgesplit.orchestrator.planner.instance import Instance, build_instance
+from edgesplit.orchestrator.planner.local import improve
 from edgesplit.orchestrator.planner.plan import Objective, Plan, SourcePlan, segments_of
 from edgesplit.orchestrator.planner.problem import Problem
 from edgesplit.orchestrator.planner.prune import prune_nodes
@@ -35,7 +36,7 @@ PROOF_TOLERANCE = 1e-6
 AUTO_EXACT_MAX_NODES = 48
 """``auto`` searches all nodes exactly up to this size; above it, it prunes to candidates first."""
 AUTO_PER_ROLE = 8
-AUTO_PRUNED_TIME_LIMIT_S = 1.0
+AUTO_PRUNED_TIME_LIMIT_S = 0.5
 """``auto`` on a large cluster answers within about this budget (plus the pruning pass)."""
 
 
@@ -68,6 +69,7 @@ def solve(
     notes: list[str] = []
     pruned: dict[str, int] | None = None
     search_problem, search_tables = problem, tables
+    walked: tuple[tuple[int, ...], ...] = ()
     if solver == "auto" and len(problem.nodes) > AUTO_EXACT_MAX_NODES:
         full = build_instance(problem, fixed_boundaries, tables)
         chains = chain_paths(full)
@@ -78,7 +80,10 @@ def solve(
             return _package(
                 problem, tables, full, result, "auto", objective, started, fixed_boundaries, None, None
             )
-        on_path = [tables.node_ids[n] for path in paths for n in path]
+        walked = greedy_paths(full) or ()
+        if walked and full.n_sources == 1 and dp_exact_applies(full, opts):
+            walked = (improve(full, walked[0]),)
+        on_path = [tables.node_ids[n] for path in (*paths, *walked) for n in path]
         keep = list(current or ()) + list(held or {}) + on_path
         full_lower = sum(v for v, _ in chains) + u_floor(full) if objective == "latency" else None
         search_problem = prune_nodes(problem, tables, AUTO_PER_ROLE, keep)
@@ -89,6 +94,8 @@ def solve(
     moved = _moved_bytes(inst, current, held) if min_change_epsilon is not None else None
     if solver == "greedy" and moved is None:
         paths_g = greedy_paths(inst)
+        if paths_g is not None and inst.n_sources == 1 and dp_exact_applies(inst, opts):
+            paths_g = (improve(inst, paths_g[0]),)
         if paths_g is not None:
             result = SearchResult(paths_g, False, -np.inf, ("greedy walk",))
             return _package(
@@ -100,6 +107,10 @@ def solve(
             "dp does not apply (throughput, U with token rate, or restrictions); used the exact search"
         )
     incumbent = greedy_paths(inst)
+    if pruned is not None and walked:
+        index = {nid: i for i, nid in enumerate(inst.tables.node_ids)}
+        mapped = tuple(tuple(index[tables.node_ids[n]] for n in path) for path in walked)
+        incumbent = _cheaper(inst, opts, incumbent, mapped)
     groups = identical_groups(inst) if moved is None else []
     result = exact_search(inst, opts, incumbent, moved, min_change_epsilon or 0.0, groups)
     if solver == "dp" and result.notes[-1:] != ("shortest path fits memory: proven by dynamic programming",):
@@ -112,6 +123,22 @@ def solve(
     return _package(
         problem, tables, inst, result, solver, objective, started, fixed_boundaries, pruned, moved
     )
+
+
+def _cheaper(
+    inst: Instance,
+    opts: SearchOptions,
+    a: tuple[tuple[int, ...], ...] | None,
+    b: tuple[tuple[int, ...], ...],
+) -> tuple[tuple[int, ...], ...] | None:
+    """The cheaper of two candidate incumbents that fit memory (by the instance tables)."""
+    from edgesplit.orchestrator.planner.exact import model_value
+
+    if not fits(inst, list(b)):
+        return a
+    if a is None or not fits(inst, list(a)):
+        return b
+    return a if model_value(inst, opts, a) <= model_value(inst, opts, b) else b
 
 
 def objective_value(cost: Cost, problem: Problem, objective: Objective) -> float:
