@@ -7,6 +7,7 @@ import inspect
 import json
 from typing import Any
 
+import httpx
 import pytest
 from gateway_factories import MODEL, GatewayFactory
 from gateway_fakes import FakeChain, reference_ids
@@ -286,3 +287,35 @@ def test_client_gone_before_the_stream_began_still_ends_the_session(
 
     asyncio.run(main())
     assert chain.caches == {} and service.running == 0
+
+
+def test_api_keys_guard_v1_but_not_health_or_metrics(make_gateway: GatewayFactory) -> None:
+    client, _ = make_gateway(api_keys=["sk-edge"])
+    err = assert_openai_error(client.get("/v1/models"), 401)
+    assert err["type"] == "authentication_error"
+    assert_openai_error(client.get("/v1/models", headers={"Authorization": "Bearer wrong"}), 401)
+    assert client.get("/v1/models", headers={"Authorization": "Bearer sk-edge"}).status_code == 200
+    assert client.get("/health").status_code == 200 and client.get("/metrics").status_code == 200
+    import openai
+
+    oai = openai.OpenAI(base_url="http://testserver/v1", api_key="sk-edge", max_retries=0, http_client=client)
+    assert oai.completions.create(model=MODEL, prompt="Hi", max_tokens=2).usage.completion_tokens == 2  # type: ignore[union-attr]
+
+
+def test_plan_writes_need_the_admin_token_or_a_loopback_peer(
+    make_gateway: GatewayFactory, codec: TextCodec
+) -> None:
+    plan = {"epoch": 7, "segments": [{"node": "device", "start": 0, "end": codec.num_blocks}]}
+    client, _ = make_gateway(admin_token="s3cret")
+    assert_openai_error(client.put("/v1/plan", json=plan), 403)
+    assert client.put("/v1/plan", json=plan, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+    open_client, _ = make_gateway()  # no token: loopback peers only
+
+    async def remote_put() -> int:
+        transport = httpx.ASGITransport(app=open_client.app, client=("10.1.2.3", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            return (await http.put("/v1/plan", json=plan)).status_code
+
+    assert asyncio.run(remote_put()) == 403
+    assert open_client.put("/v1/plan", json=plan).status_code == 200

@@ -30,6 +30,16 @@ def _resolve_model(spec: str, base: Path) -> Path:
     return resolve_model(spec)
 
 
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError(f"token file {path} is empty")
+    return token
+
+
 def up(cluster_file: Path, timeout_s: float) -> None:
     from edgesplit.cluster.launcher import run_up
 
@@ -44,6 +54,8 @@ def gateway(
     listen: str,
     ready_file: Path | None,
     reply_host: str | None = None,
+    api_keys: list[str] | None = None,
+    admin_token_file: Path | None = None,
 ) -> None:
     from edgesplit.gateway.config import GatewayConfig
     from edgesplit.gateway.server import serve
@@ -64,13 +76,23 @@ def gateway(
         missing = [n.id for n in config.nodes if not n.address]
         if missing:
             raise ConfigError(f"{cluster_file}: node(s) {', '.join(missing)} need an `address: HOST:PORT`")
+    if api_keys:
+        config = config.model_copy(update={"api_keys": list(api_keys)})
+    if admin_token_file is not None:
+        config = config.model_copy(update={"admin_token": _read_token(admin_token_file)})
     if reply_host is not None:
         # Nodes on other machines deliver results to this host; listen on every interface.
         config = config.model_copy(update={"reply_host": reply_host, "reply_listen": "0.0.0.0:0"})
     serve(config, listen, ready_file)
 
 
-def orchestrator(cluster_file: Path, gateway_url: str | None, ready_file: Path | None, epoch: int) -> None:
+def orchestrator(
+    cluster_file: Path,
+    gateway_url: str | None,
+    ready_file: Path | None,
+    epoch: int,
+    admin_token_file: Path | None = None,
+) -> None:
     """Placeholder orchestrator: plan from declared facts, deploy, then hold until stopped."""
     import asyncio
     import json
@@ -87,9 +109,10 @@ def orchestrator(cluster_file: Path, gateway_url: str | None, ready_file: Path |
     facts = model_facts(model_path)
     plan = initial_plan(cluster, facts, cluster.privacy.block_indices(facts.num_blocks))
     addresses = {n.id: n.address for n in cluster.nodes}
+    token = _read_token(admin_token_file) if admin_token_file is not None else None
 
     async def main() -> None:
-        await deploy(plan, epoch, addresses, gateway_url.rstrip("/") if gateway_url else None)
+        await deploy(plan, epoch, addresses, gateway_url.rstrip("/") if gateway_url else None, token)
         summary = {
             "epoch": epoch,
             "segments": [{"node": n, "start": s, "end": e} for n, s, e in plan.segments()],
@@ -130,9 +153,15 @@ def register(app: typer.Typer) -> None:
         reply_host: str | None = typer.Option(
             None, "--reply-host", help="This machine's address as the nodes can reach it (multi-machine)."
         ),
+        api_key: list[str] | None = typer.Option(
+            None, "--api-key", help="Require `Authorization: Bearer KEY` on /v1/* (repeatable)."
+        ),
+        admin_token_file: Path | None = typer.Option(
+            None, "--admin-token-file", help="Token the orchestrator must present to commit plans."
+        ),
     ) -> None:
         """Run the OpenAI-compatible gateway in front of running node agents."""
-        gateway(cluster_file, config_file, listen, ready_file, reply_host)
+        gateway(cluster_file, config_file, listen, ready_file, reply_host, api_key, admin_token_file)
 
     @app.command("orchestrator")
     def orchestrator_cmd(
@@ -140,6 +169,9 @@ def register(app: typer.Typer) -> None:
         gateway_url: str | None = typer.Option(None, "--gateway", help="Gateway URL to commit plans to."),
         ready_file: Path | None = typer.Option(None, "--ready-file", help="Write the deployed plan here."),
         epoch: int = typer.Option(1, "--epoch", min=1, help="Epoch of the initial plan."),
+        admin_token_file: Path | None = typer.Option(
+            None, "--admin-token-file", help="The gateway's admin token (when it was given one)."
+        ),
     ) -> None:
         """Placeholder orchestrator: deploy an initial plan (prepare, commit), then hold."""
-        orchestrator(cluster_file, gateway_url, ready_file, epoch)
+        orchestrator(cluster_file, gateway_url, ready_file, epoch, admin_token_file)

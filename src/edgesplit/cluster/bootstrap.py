@@ -142,6 +142,7 @@ async def deploy(
     epoch: int,
     addresses: dict[str, str],
     gateway_url: str | None,
+    admin_token: str | None = None,
     timeout_s: float = 120.0,
 ) -> None:
     """Prepare on every node of the plan, commit on all, then tell the gateway (DESIGN §4.6)."""
@@ -173,7 +174,8 @@ async def deploy(
             "cost": plan.cost,
             "solver": plan.solver,
         }
+        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
         async with httpx.AsyncClient(timeout=10.0) as http:
-            resp = await http.put(f"{gateway_url}/v1/plan", json=body)
+            resp = await http.put(f"{gateway_url}/v1/plan", json=body, headers=headers)
             if resp.status_code != 200:
                 raise NodeUnavailableError(f"the gateway refused plan epoch {epoch}: {resp.text}")

@@ -5,6 +5,8 @@ Owns routing and error-to-HTTP wiring only; the request flow lives in ``serving`
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -114,6 +116,39 @@ def create_app(
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error_response(bad_request(str(exc.errors()[0].get("msg", "invalid request"))))
 
+    @app.middleware("http")
+    async def _authorise(request: Request, call_next: Any) -> Response:
+        """Bearer keys on /v1/* (when configured); plan and event writes are admin-only."""
+        path, method = request.url.path, request.method
+        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if method in ("PUT", "POST") and path in ("/v1/plan", "/v1/events"):
+            host = request.client.host if request.client else ""
+            allowed = _same(token, config.admin_token) if config.admin_token else host in _LOOPBACK
+            if not allowed:
+                return _error_response(
+                    ApiError(
+                        403,
+                        "plan and event writes are for the orchestrator only",
+                        "permission_error",
+                        None,
+                        "forbidden",
+                    )
+                )
+        elif (
+            config.api_keys and path.startswith("/v1/") and not any(_same(token, k) for k in config.api_keys)
+        ):
+            return _error_response(
+                ApiError(
+                    401,
+                    "missing or wrong API key (Authorization: Bearer KEY)",
+                    "authentication_error",
+                    None,
+                    "invalid_api_key",
+                )
+            )
+        response: Response = await call_next(request)
+        return response
+
     @app.get("/health")
     async def health() -> JSONResponse:
         plan = routes.plan
@@ -206,6 +241,19 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+# "testclient" is Starlette's TestClient peer; a real socket peer is always an IP address.
+_LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+
+
+def _same(given: str, expected: str | None) -> bool:
+    """Constant-time comparison of a presented token with the expected one."""
+    if not expected:
+        return False
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest()
+    )
 
 
 def _error_response(error: ApiError) -> JSONResponse:

@@ -56,6 +56,10 @@ class GatewayConfig(BaseModel):
     """Requests decoded at once; more are answered 503 at once rather than queued without bound."""
     max_reprefills: int = Field(default=4, ge=0)
     """How often one request may rebuild its caches from history before giving up."""
+    api_keys: list[str] = Field(default_factory=list)
+    """When set, /v1/* requests need ``Authorization: Bearer KEY`` (/health and /metrics stay open)."""
+    admin_token: str | None = None
+    """Bearer token for PUT /v1/plan and POST /v1/events; without one, only loopback clients may write."""
     source_node: str = "gateway"
     """The node the gateway runs on; nodes shape their replies on their link to it."""
     reply_listen: str = "127.0.0.1:0"
