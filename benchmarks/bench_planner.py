@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import record  # noqa: E402
+from harness import record
 
-from edgesplit.errors import InfeasibleError  # noqa: E402
-from edgesplit.orchestrator.planner import Block, Link, Node, Problem, Source, Weights, solve  # noqa: E402
+from edgesplit.errors import InfeasibleError
+from edgesplit.orchestrator.planner import Block, Link, Node, Problem, Source, Weights, solve
 
 GB = 10**9
 
@@ -129,11 +129,11 @@ def main() -> None:
                     rows.append(row)
                     if "phi" in r:
                         pruned = f"{r['pruned']['kept']}/{r['pruned']['of']}" if r["pruned"] else ""
-                        print(
-                            f"| {regime} | {n_blocks} | {n_nodes} | {solver} | {r['wall_ms']:.1f} | {r['cpu_ms']:.1f} |"
-                            f" {r['phi']:.3f} | {100 * row['gap']:.2f} % | {'yes' if r['proved'] else 'no'} | {pruned} |",
-                            flush=True,
-                        )
+                        proved = "yes" if r["proved"] else "no"
+                        timing = [f"{r['wall_ms']:.1f}", f"{r['cpu_ms']:.1f}"]
+                        cells = [regime, n_blocks, n_nodes, solver, *timing]
+                        cells += [f"{r['phi']:.3f}", f"{100 * row['gap']:.2f} %", proved, pruned]
+                        print("| " + " | ".join(map(str, cells)) + " |", flush=True)
                     else:
                         print(f"| {regime} | {n_blocks} | {n_nodes} | {solver} | {r} |", flush=True)
     if args.record:

@@ -102,7 +102,7 @@ def test_infeasible_problem_raises_and_names_the_shortfall() -> None:
         node["mem_bytes"] = 150  # two blocks of 100 bytes cannot share a node
     d["nodes"][1]["trusted"] = True
     d["blocks"][1]["param_bytes"] = 200
-    with pytest.raises(InfeasibleError, match="memory|bytes"):
+    with pytest.raises(InfeasibleError, match=r"memory|bytes"):
         solve(parse_problem(d), "exact")
     for solver in ("dp", "greedy", "auto"):
         with pytest.raises(InfeasibleError):

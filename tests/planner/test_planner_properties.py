@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -97,12 +98,12 @@ def test_migration_only_keeps_boundaries(d: dict[str, Any], data: st.DataObject)
 
     def keep(a: dict[str, tuple[str, ...]]) -> bool:
         x = a[source]
-        return all(len(set(x[s:e])) == 1 for s, e in zip(edges, edges[1:], strict=False))
+        return all(len(set(x[s:e])) == 1 for s, e in itertools.pairwise(edges))
 
     _check_plan_matches(d, "exact", keep=keep, fixed_boundaries=cuts)
     if brute_force(d, keep=keep) is not None:
         plan = solve(parse_problem(d), "exact", fixed_boundaries=cuts)
-        assert [(s.start, s.end) for s in plan.segments] == list(zip(edges, edges[1:], strict=False))
+        assert [(s.start, s.end) for s in plan.segments] == list(itertools.pairwise(edges))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -68,7 +68,7 @@ class ChainModel:
         alpha_gamma = self._state_coefs()
         for s in range(n_src):
             xs = [
-                {n: m.NewBoolVar(f"x{s}_{k}_{n}") for n in np.flatnonzero(states[s, k])}
+                {int(n): m.NewBoolVar(f"x{s}_{k}_{n}") for n in np.flatnonzero(states[s, k])}
                 for k in range(n_units)
             ]
             for k, row in enumerate(xs):
@@ -174,7 +174,7 @@ class ChainModel:
                     <= int(cap[n])
                 )
                 continue
-            held = {}
+            held: dict[int, cp_model.IntVar] = {}
             for k in units:
                 y = held[k] = m.NewBoolVar(f"y{k}_{n}")
                 for _, kk, v in entries:
@@ -327,7 +327,7 @@ class ChainModel:
 
     def minimize_moves(self, moved: np.ndarray) -> cp_model.LinearExpr:
         """Switch the objective to parameter bytes fetched; ``moved`` is (K, N) bytes per placement."""
-        held = {}
+        held: dict[tuple[int, int], list[cp_model.IntVar]] = {}
         for xs in self.x:
             for k, row in enumerate(xs):
                 for n, v in row.items():

@@ -164,7 +164,21 @@ def exact_search(
         )
     size = _model_size(inst, states, hops)
     limit = int(HOPS_PER_SECOND * opts.time_limit_s)
-    if size > limit and best is not None:
+    restricted = False
+    if (
+        size > limit
+        and best is not None
+        and opts.objective == "latency"
+        and inst.n_sources == 1
+        and moved is None
+    ):
+        # Too big to prove within the limit: search the most promising nodes per unit only (no proof).
+        states, hops = _shortlist(inst, bounds[0], states, hops, best, limit)
+        restricted = True
+        notes.append(
+            f"CP-SAT on a shortlist: {size} hop variables exceed {limit} for the time limit; no proof"
+        )
+    elif size > limit and best is not None:
         note = f"CP-SAT skipped: {size} hop variables after bounds (limit {limit} for the time limit)"
         return SearchResult(best, False, lower, (*notes, note))
     scale = _scale(inst, lower, upper)
@@ -181,6 +195,11 @@ def exact_search(
                 " raise the time limit or use --solver auto"
             )
         return SearchResult(best, False, lower, (*notes, "CP-SAT found nothing better in time"))
+    if restricted:
+        paths = (
+            outcome.paths if model_value(inst, opts, outcome.paths) <= model_value(inst, opts, best) else best
+        )  # type: ignore[arg-type]
+        return SearchResult(paths, False, lower, tuple(notes))
     bound_real = max(lower, outcome.lower + const)
     result = SearchResult(outcome.paths, outcome.proven, bound_real, tuple(notes))
     if moved is None or outcome.scaled_value is None:
@@ -199,6 +218,37 @@ def exact_search(
     final = third.paths if third.paths is not None else second.paths
     note = "min-change: fewest moved bytes within epsilon" + ("" if second.proven else " (not proven)")
     return SearchResult(final, result.proven and second.proven, bound_real, (*notes, note))
+
+
+def _shortlist(
+    inst: Instance,
+    bound: Bound,
+    states: np.ndarray,
+    hops: list[list[np.ndarray]] | None,
+    best: tuple[tuple[int, ...], ...],
+    limit: int,
+) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+    """Per unit, the nodes with the lowest Lagrangian through-cost (and the incumbent's), sized to fit."""
+    per_unit = max(2, int((limit / max(inst.n_units, 1)) ** 0.5))
+    with np.errstate(invalid="ignore"):
+        through = bound.forward + bound.backward - (inst.state_cost[0] + bound.extra)
+    through = np.where(states[0] & np.isfinite(through), through, np.inf)
+    keep = np.zeros_like(states[0])
+    order = np.argsort(through, axis=1, kind="stable")[:, :per_unit]
+    np.put_along_axis(keep, order, True, axis=1)
+    keep &= states[0]
+    keep[np.arange(inst.n_units), list(best[0])] = True
+    new_states = states.copy()
+    new_states[0] = keep
+    new_hops = [
+        [
+            (hops[0][k] if hops is not None else np.ones((inst.n_nodes, inst.n_nodes), dtype=bool))
+            & keep[k][:, None]
+            & keep[k + 1][None, :]
+            for k in range(inst.n_units - 1)
+        ]
+    ]
+    return new_states, new_hops
 
 
 def _model_size(inst: Instance, states: np.ndarray, hops: list[list[np.ndarray]] | None) -> int:

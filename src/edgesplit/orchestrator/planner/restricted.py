@@ -124,7 +124,7 @@ class _Search:
                     hop = self.hop(prev, n, None if i == 0 else i - 1) if (u >= 0 or i == 0) else 0.0
                     if not math.isfinite(hop):
                         continue
-                    new_usage = usage[:v] + (usage[v] + 1,) + usage[v + 1 :]
+                    new_usage = (*usage[:v], usage[v] + 1, *usage[v + 1 :])
                     for j in range(i + 1, k + 1):
                         if not self.seg_ok(n, i, j, self.cap[n]):
                             break
