@@ -23,7 +23,8 @@ TINY = ModelFacts(
     names=("embed", "layer.0", "layer.1", "layer.2", "layer.3", "head"),
     param_bytes=(131072, 201216, 201216, 201216, 201216, 131328),
     kv_bytes_per_token=(0, 512, 512, 512, 512, 0),
-    hidden_bytes=256,
+    out_bytes=(256, 256, 256, 256, 256, 4),
+    decode_flops=(0, 100_000, 100_000, 100_000, 100_000, 65_536),
 )
 
 
@@ -114,3 +115,17 @@ def test_one_node_cluster_plans_everything_on_it() -> None:
     cfg = parse_cluster("model: m\nnodes:\n  - {id: solo, source: true, trusted: true}\n")
     assert set(initial_plan(cfg, TINY, [0, 1, 5]).assignment) == {"solo"}
     assert set(simple_plan(cfg, TINY, [0, 1, 5]).assignment) == {"solo"}
+
+
+def test_model_facts_of_llama_tiny_match_its_shape() -> None:
+    """hidden 64, 4 layers, SwiGLU width 176, vocab 512, fp32, untied head (the `tiny` preset)."""
+    from edgesplit.cluster.bootstrap import model_facts
+    from edgesplit.model.builtin import resolve_model
+
+    facts = model_facts(resolve_model("builtin:llama-tiny"))
+    h, ffn, vocab, f32 = 64, 176, 512, 4
+    layer = (4 * h * h + 3 * h * ffn + 2 * h) * f32  # q,k,v,o + gate,up,down + two RMSNorm weights
+    assert facts.param_bytes == (vocab * h * f32, layer, layer, layer, layer, (vocab * h + h) * f32)
+    assert facts.kv_bytes_per_token == (0, 2 * h * f32, 2 * h * f32, 2 * h * f32, 2 * h * f32, 0)
+    assert facts.out_bytes == (h * f32,) * 5 + (4,)
+    assert facts.param_bytes == TINY.param_bytes

@@ -16,17 +16,17 @@ from edgesplit.errors import InfeasibleError, NodeUnavailableError
 
 #: Reference compute rate for the cost model until nodes are profiled: FLOP/s of a speed-1.0 node.
 REFERENCE_FLOPS_PER_S = 1e9
-TOKEN_ID_BYTES = 4
 
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """Per-block sizes of the served model (bytes), enough to build a planner problem."""
+    """Per-block costs of the served model: bytes held and emitted, FLOPs of one decode step."""
 
     names: tuple[str, ...]
     param_bytes: tuple[int, ...]
     kv_bytes_per_token: tuple[int, ...]
-    hidden_bytes: int
+    out_bytes: tuple[int, ...]
+    decode_flops: tuple[int, ...]
 
     @property
     def num_blocks(self) -> int:
@@ -50,28 +50,19 @@ class InitialPlan:
         return out
 
 
-def model_facts(model_path: Path) -> ModelFacts:
-    """Block sizes from the checkpoint (loads it once on CPU)."""
+def model_facts(model_path: Path, context_tokens: int = 0) -> ModelFacts:
+    """Block costs from the model core's cost model (loads the checkpoint once on CPU, no timing)."""
+    from edgesplit.model.block_profile import model_costs
     from edgesplit.model.loader import load_block_model
 
-    model = load_block_model(model_path)
-    cfg: Any = model.model.config
-    heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = getattr(cfg, "head_dim", None) or model.hidden_size // heads
-    dtype_bytes = next(model.model.parameters()).element_size()
-    kv_layer = 2 * kv_heads * head_dim * dtype_bytes
-    names: list[str] = []
-    params: list[int] = []
-    kv: list[int] = []
-    for index in range(model.num_blocks):
-        state = model.block_state_dict(index)
-        names.append(
-            "embed" if index == 0 else "head" if index == model.num_blocks - 1 else f"layer.{index - 1}"
-        )
-        params.append(int(sum(t.numel() * t.element_size() for t in state.values())))
-        kv.append(kv_layer if 0 < index < model.num_blocks - 1 else 0)
-    return ModelFacts(tuple(names), tuple(params), tuple(kv), int(model.hidden_size) * dtype_bytes)
+    costs = model_costs(load_block_model(model_path), measure=False).blocks
+    return ModelFacts(
+        names=tuple(c.name for c in costs),
+        param_bytes=tuple(c.param_bytes for c in costs),
+        kv_bytes_per_token=tuple(c.kv_bytes_per_token for c in costs),
+        out_bytes=tuple(c.out_bytes_per_token for c in costs),
+        decode_flops=tuple(c.flops.decode(context_tokens) for c in costs),
+    )
 
 
 def planner_problem(cluster: ClusterConfig, facts: ModelFacts, privacy_blocks: list[int]) -> dict[str, Any]:
@@ -79,10 +70,10 @@ def planner_problem(cluster: ClusterConfig, facts: ModelFacts, privacy_blocks: l
     blocks = [
         {
             "name": facts.names[b],
-            "work_ms": 2 * facts.param_bytes[b] / 4 / REFERENCE_FLOPS_PER_S * 1e3,
+            "work_ms": facts.decode_flops[b] / REFERENCE_FLOPS_PER_S * 1e3,
             "param_bytes": facts.param_bytes[b],
             "kv_bytes_per_token": facts.kv_bytes_per_token[b],
-            "out_bytes": TOKEN_ID_BYTES if b == facts.num_blocks - 1 else facts.hidden_bytes,
+            "out_bytes": facts.out_bytes[b],
             "privacy": b in privacy_blocks,
         }
         for b in range(facts.num_blocks)
