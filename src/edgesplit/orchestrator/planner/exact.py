@@ -201,7 +201,15 @@ def exact_search(
         )  # type: ignore[arg-type]
         return SearchResult(paths, False, lower, tuple(notes))
     bound_real = max(lower, outcome.lower + const)
-    result = SearchResult(outcome.paths, outcome.proven, bound_real, tuple(notes))
+    paths = outcome.paths
+    if (
+        not outcome.proven
+        and best is not None
+        and model_value(inst, opts, best) < model_value(inst, opts, paths)
+    ):
+        paths = best  # CP-SAT stopped early on a plan worse than the incumbent it was given
+        notes.append("CP-SAT stopped before matching the incumbent; kept the incumbent")
+    result = SearchResult(paths, outcome.proven, bound_real, tuple(notes))
     if moved is None or outcome.scaled_value is None:
         return result
     # Min-change: within (1 + ε) of the best objective, fetch the fewest parameter bytes, then be cheapest.
