@@ -9,9 +9,14 @@ Knows nothing of torch, gRPC or the clock beyond timing itself. The orchestrator
 
   - ``solver``: ``dp`` (shortest path over (block, node); exact when Φ is additive — β = 0 or no token
     rate — and the path fits memory, otherwise it hands over to the exact search and says so in
-    ``notes``), ``exact`` (bounds + CP-SAT with memory, privacy, U, P, restrictions), ``greedy`` (fast
-    walk, no claim), ``auto`` (exact up to 48 nodes; above, a shortest path over all nodes, and if memory
-    binds, the exact search over pruned candidates, reported in ``plan.pruned``).
+    ``notes``), ``exact`` (shortest-path and Lagrangian bounds, then CP-SAT with memory, privacy, U, P,
+    restrictions; when the model would not fit the time limit, CP-SAT on a shortlist and no proof),
+    ``greedy`` (a walk plus local search, no claim), ``auto`` (exact up to 48 nodes; above, a shortest
+    path over all nodes — a proof when it fits memory — else a walk over all nodes and a 0.5 s exact
+    search over pruned candidates: sources, trusted nodes, the walk's and the path's nodes, the k best
+    by speed, link to the source and memory; reported in ``plan.pruned``).
+  - ``time_limit_s`` bounds CP-SAT and the Lagrangian; shortest paths, the walk and model building come
+    on top (about 1–2 s of CPU at 1024 nodes).
   - ``fixed_boundaries``: migration only — the cut points stay (``plan.segments`` keeps them even when two
     neighbours land on one node); only placement changes. The orchestrator asks this first.
   - ``current`` (per-block node ids of the running plan) and ``held`` (node id → blocks already cached
