@@ -20,9 +20,11 @@ from edgesplit.orchestrator.planner.instance import Instance
 from edgesplit.orchestrator.planner.local import improve
 from edgesplit.orchestrator.planner.restricted import restricted_search
 
-HOPS_PER_SECOND = 5_000
+HOPS_PER_SECOND = 2_000
 """Model size (hop variables) CP-SAT can be built and searched with per second of time limit; above it,
 building alone would eat the limit, so the incumbent is returned unproven."""
+SHORTLIST_NODES = 12
+"""Nodes per unit in the unproven shortlist search (small models find good plans fast)."""
 RELATIVE_RESOLUTION = 1e-10
 """Integer scaling keeps the total rounding of any plan's cost below this fraction of the optimum."""
 
@@ -185,7 +187,8 @@ def exact_search(
     model = ChainModel(inst, opts, scale, states, hops, symmetric_groups)
     if best is not None:
         model.hint(best)
-    outcome = model.solve(deadline - time.perf_counter())
+    # Building the model used part of the budget; CP-SAT still gets a quarter of it to search.
+    outcome = model.solve(max(deadline - time.perf_counter(), 0.25 * opts.time_limit_s))
     if outcome.paths is None:
         if outcome.proven and best is None:
             raise InfeasibleError(_infeasible_message(inst))
@@ -237,7 +240,7 @@ def _shortlist(
     limit: int,
 ) -> tuple[np.ndarray, list[list[np.ndarray]]]:
     """Per unit, the nodes with the lowest Lagrangian through-cost (and the incumbent's), sized to fit."""
-    per_unit = max(2, int((limit / max(inst.n_units, 1)) ** 0.5))
+    per_unit = max(2, min(SHORTLIST_NODES, int((limit / max(inst.n_units, 1)) ** 0.5)))
     with np.errstate(invalid="ignore"):
         through = bound.forward + bound.backward - (inst.state_cost[0] + bound.extra)
     through = np.where(states[0] & np.isfinite(through), through, np.inf)
