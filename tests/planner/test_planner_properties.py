@@ -70,12 +70,16 @@ def test_multi_source_matches_brute_force(d: dict[str, Any]) -> None:
 
 
 @FAST
-@given(problems(max_blocks=5), st.booleans(), st.sampled_from(["latency", "throughput"]))
-def test_one_segment_per_node_matches_brute_force(d: dict[str, Any], revisit: bool, objective: str) -> None:
+@given(problems(max_blocks=5), st.booleans(), st.booleans(), st.sampled_from(["latency", "throughput"]))
+def test_one_segment_per_node_matches_brute_force(
+    d: dict[str, Any], revisit: bool, pin: bool, objective: str
+) -> None:
     source = d["source"]
 
     def keep(a: dict[str, tuple[str, ...]]) -> bool:
         x = a[source]
+        if pin and x[0] != source:
+            return False
         runs = [n for i, n in enumerate(x) if i == 0 or x[i - 1] != n]
         for n in set(runs):
             limit = 2 if (revisit and n == source and x[0] == x[-1] == source) else 1
@@ -83,7 +87,7 @@ def test_one_segment_per_node_matches_brute_force(d: dict[str, Any], revisit: bo
                 return False
         return True
 
-    opts = SearchOptions(one_segment_per_node=True, source_revisit=revisit)
+    opts = SearchOptions(one_segment_per_node=True, source_revisit=revisit, first_on_source=pin)
     _check_plan_matches(d, "exact", objective, keep=keep, restrictions=opts)
 
 

@@ -90,10 +90,14 @@ class _Search:
         if self.opts.source_revisit or self.opts.first_on_source:
             src, g = self.src, self.sgroup
             used = tuple(1 if h == g else 0 for h in range(len(self.members)))
-            for c1 in range(1, self.k):
+            for c1 in range(1, self.k + 1):
                 if not self.seg_ok(src, 0, c1, self.cap[src]):
                     break
                 first = self.seg_cost(src, 0, c1)
+                if c1 == self.k:  # the whole chain on the source
+                    if best is None or first < best[0]:
+                        best = (first, tuple([src] * self.k))
+                    break
                 budget = self.cap[src] - (self.cum_mem[c1] - self.cum_mem[0])
                 start = {(c1, used, g): (first, (-1, 0, c1))}
                 closing = (budget, first if self.thr else 0.0) if self.opts.source_revisit else None
