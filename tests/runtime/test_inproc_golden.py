@@ -33,3 +33,23 @@ async def test_inproc_three_segments_equal_one_segment_chain() -> None:
     finally:
         await client.close()
     assert got == expected
+
+
+def test_shard_source_builds_segments_that_match_the_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from edgesplit.model.builtin import resolve_model
+    from edgesplit.model.shards import write_shards
+    from edgesplit.model.steps import SegmentStep
+    from edgesplit.node.loading import ModelSegmentSource, source_for
+
+    model_dir = resolve_model("builtin:llama-tiny")
+    write_shards(model_dir, tmp_path / "shards")
+    shard_runner, shard_shape = source_for(None, tmp_path / "shards").load(2, 4)
+    full_runner, full_shape = ModelSegmentSource(str(model_dir)).load(2, 4)
+    assert shard_shape == full_shape and shard_shape.param_bytes > 0
+    assert abs(sum(shard_shape.decode_share) - 1) < 1e-9
+    x = torch.randn(3, full_shape.hidden_size or 0, generator=torch.Generator().manual_seed(0))
+    a = shard_runner.step([SegmentStep("s", x, 0)])[0].hidden
+    b = full_runner.step([SegmentStep("s", x, 0)])[0].hidden
+    assert a is not None and b is not None and torch.equal(a, b)
