@@ -17,7 +17,7 @@ import grpc
 from edgesplit.errors import ConfigError
 from edgesplit.node.config import NodeConfig
 from edgesplit.node.loading import SegmentSource, source_for
-from edgesplit.node.service import NodeService, PlanVerifier
+from edgesplit.node.service import NodeService
 from edgesplit.wire.health import add_health
 from edgesplit.wire.messages import PlanSegment, PlanSpec
 from edgesplit.wire.servicers import add_node_service
@@ -49,11 +49,9 @@ def write_ready_file(path: Path, payload: dict[str, object]) -> None:
 class NodeAgent:
     """Runs one node until ``stop`` is set: serve, reap idle sessions, refresh telemetry gauges."""
 
-    def __init__(
-        self, config: NodeConfig, source: SegmentSource | None = None, verify_plan: PlanVerifier | None = None
-    ) -> None:
+    def __init__(self, config: NodeConfig, source: SegmentSource | None = None) -> None:
         self.config = config
-        self.service = NodeService(config, source or source_for(config.model, config.shard_dir), verify_plan)
+        self.service = NodeService(config, source or source_for(config.model, config.shard_dir))
         self.address = ""
         self.metrics_port: int | None = None
 
@@ -82,7 +80,8 @@ class NodeAgent:
                 if config.segments:
                     plan = PlanSpec(0, tuple(PlanSegment(config.node_id, s, e) for s, e in config.segments))
                     await self.service.apply_prepare(plan)
-                    await self.service.commit(0)
+                    await self.service.apply_commit(0)
+                    self.service.gate.started(0)
                 await health.serving(True)
                 # 2) Tell launchers we are ready (ready file and/or callback).
                 ready: dict[str, object] = {

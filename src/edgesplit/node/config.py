@@ -124,6 +124,10 @@ class NodeConfig(BaseModel):
     """Written (atomically) with ``{"address": ..., "metrics_port": ...}`` once serving."""
     emulation: EmulationConfig = Field(default_factory=EmulationConfig)
     """Emulated heterogeneity; only this node and its transport read it."""
+    orchestrator_public_key: str | None = None
+    """``ed25519:<base64>``: prepare/commit/release are accepted only when signed by this key (§4.6)."""
+    allow_unsigned_plans: bool = False
+    """Development only: accept unsigned control messages when no ``orchestrator_public_key`` is set."""
 
     @field_validator("segments")
     @classmethod

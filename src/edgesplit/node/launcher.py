@@ -29,6 +29,7 @@ class NodeProcess:
     address: str = ""
     metrics_port: int | None = None
     info: dict[str, object] = field(default_factory=dict)
+    signalled: bool = False
 
     @property
     def pid(self) -> int:
@@ -57,13 +58,19 @@ class NodeProcess:
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """SIGTERM by PID, then SIGKILL if it does not exit in ``timeout_s``; returns the exit code."""
         if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout_s)
         return self.process.returncode
+
+    def terminate(self) -> None:
+        """Ask once: a second SIGTERM during shutdown would kill the process mid-cleanup."""
+        if not self.signalled and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            self.signalled = True
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
@@ -75,8 +82,7 @@ class NodeProcess:
 def stop_all(nodes: Sequence[NodeProcess], timeout_s: float = 10.0) -> list[int | None]:
     """SIGTERM every node first, then wait for each (interpreter exit takes seconds; do them together)."""
     for node in nodes:
-        if node.process.poll() is None:
-            os.kill(node.process.pid, signal.SIGTERM)
+        node.terminate()
     return [node.stop(timeout_s) for node in nodes]
 
 

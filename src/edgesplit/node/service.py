@@ -28,32 +28,31 @@ from edgesplit.errors import (
 )
 from edgesplit.model.steps import SegmentStep
 from edgesplit.node.config import EmulationConfig, NodeConfig
+from edgesplit.node.control_gate import ControlGate
 from edgesplit.node.loading import SegmentSource
 from edgesplit.node.segments import BatchReport, HostedSegment
 from edgesplit.node.telemetry import NodeTelemetry
 from edgesplit.node.worker import ComputeWorker
 from edgesplit.transport.base import Hop, HopTiming
+from edgesplit.transport.outbox import Outbox
 from edgesplit.transport.peers import PeerPool
 from edgesplit.wire.messages import EpochState, PlanSpec, StepEnvelope, StepOutcome, TelemetrySnapshot
-from edgesplit.wire.stubs import encode_step, outcome_nbytes
+from edgesplit.wire.stubs import EncodedStep, encode_step, outcome_nbytes
 
 log = logging.getLogger(__name__)
 
 Range = tuple[int, int]
-PlanVerifier = Callable[[bytes, bytes], None]
 SINK_TIMEOUT_S = 5.0
 
 
 class NodeService:
     """One node's state: hosted segments per epoch, the compute worker, peers and telemetry."""
 
-    def __init__(
-        self, config: NodeConfig, source: SegmentSource, verify_plan: PlanVerifier | None = None
-    ) -> None:
+    def __init__(self, config: NodeConfig, source: SegmentSource) -> None:
         self.config = config
         self.node_id = config.node_id
         self.emulation = config.emulation
-        self.verify_plan = verify_plan
+        self.gate = ControlGate(config.node_id, config.orchestrator_public_key, config.allow_unsigned_plans)
         self.telemetry_state = NodeTelemetry(config.node_id)
         self._source = source
         self._segments: dict[Range, HostedSegment] = {}
@@ -66,6 +65,8 @@ class NodeService:
         self._worker = ComputeWorker(pace=self._pace)
         self._control = asyncio.Lock()
         self._spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None
+        self._step_outboxes: dict[str, Outbox[EncodedStep]] = {}
+        self._sink_outboxes: dict[str, Outbox[StepOutcome]] = {}
 
     def attach(self, spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
         """Give the service its supervisor (the agent's TaskGroup ``create_task``)."""
@@ -115,6 +116,20 @@ class NodeService:
             self._run(self._report(env, exc))
             return
         self._run(self._process(env, segment, received))
+
+    def _step_outbox(self, address: str) -> Outbox[EncodedStep]:
+        box = self._step_outboxes.get(address)
+        if box is None:
+            stub = self._peers.node(address)
+            box = self._step_outboxes[address] = Outbox(stub.send_steps, self._run)
+        return box
+
+    def _sink_outbox(self, address: str) -> Outbox[StepOutcome]:
+        box = self._sink_outboxes.get(address)
+        if box is None:
+            stub = self._peers.sink(address)
+            box = self._sink_outboxes[address] = Outbox(stub.deliver_many, self._run)
+        return box
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._spawn is None:
@@ -181,7 +196,7 @@ class NodeService:
         self.telemetry_state.m_send.observe(send_s)
         self.telemetry_state.count_out(encoded.nbytes)
         try:
-            await self._peers.node(nxt.address).send_step(encoded, timeout_s=max(out_env.budget_s, 1e-3))
+            await self._step_outbox(nxt.address).submit(encoded, max(out_env.budget_s, 1e-3))
         except EdgesplitError as exc:
             raise NodeUnavailableError(
                 f"node {self.node_id} could not forward to {nxt.node_id} at {nxt.address}: {exc}"
@@ -200,7 +215,7 @@ class NodeService:
         self.telemetry_state.count_out(nbytes)
         timeout_s = max(env.budget_s - (time.perf_counter() - received), SINK_TIMEOUT_S)
         try:
-            await self._peers.sink(env.reply_address).deliver(outcome, timeout_s)
+            await self._sink_outbox(env.reply_address).submit(outcome, timeout_s)
         except EdgesplitError as exc:
             log.warning(
                 "node %s could not deliver step %s to %s: %s",
@@ -248,10 +263,10 @@ class NodeService:
     # --- control plane --------------------------------------------------------------------------
 
     async def prepare(self, plan_json: bytes, signature: bytes) -> EpochState:
-        """Load this node's segments of a plan; old segments keep serving meanwhile."""
-        if self.verify_plan is not None:
-            self.verify_plan(plan_json, signature)
-        return await self.apply_prepare(PlanSpec.parse(plan_json))
+        """Load this node's segments of a signed plan; old segments keep serving meanwhile."""
+        async with self._control:
+            plan = self.gate.prepare(plan_json, signature)
+        return await self.apply_prepare(plan)
 
     async def apply_prepare(self, plan: PlanSpec) -> EpochState:
         async with self._control:
@@ -285,7 +300,13 @@ class NodeService:
             self._highest_epoch = plan.epoch
             return EpochState(plan.epoch, tuple(sorted(ranges)), time.perf_counter() - started)
 
-    async def commit(self, epoch: int) -> EpochState:
+    async def commit(self, epoch: int, signed: bytes = b"", signature: bytes = b"") -> EpochState:
+        async with self._control:
+            self.gate.commit(epoch, signed, signature)
+        return await self.apply_commit(epoch)
+
+    async def apply_commit(self, epoch: int) -> EpochState:
+        """Switch to a prepared epoch (after the gate; the start-up epoch 0 comes here directly)."""
         async with self._control:
             if epoch not in self._epochs:
                 raise PlanRejectedError(
@@ -294,9 +315,10 @@ class NodeService:
             self._committed.add(epoch)
             return EpochState(epoch, tuple(sorted(self._epochs[epoch])))
 
-    async def release(self, epoch: int) -> EpochState:
-        """Forget an epoch and free every segment no remaining epoch uses (sessions included)."""
+    async def release(self, epoch: int, signed: bytes = b"", signature: bytes = b"") -> EpochState:
+        """Forget an epoch (released or aborted) and free every segment no remaining epoch uses."""
         async with self._control:
+            self.gate.release(epoch, signed, signature)
             self._epochs.pop(epoch, None)
             self._committed.discard(epoch)
             used = frozenset().union(*self._epochs.values()) if self._epochs else frozenset()

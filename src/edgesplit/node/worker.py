@@ -68,6 +68,12 @@ def _resolve(
     loop.call_soon_threadsafe(apply)
 
 
+def _resolve_all(pairs: list[tuple[asyncio.Future[Any], StepDone]]) -> None:
+    for future, done in pairs:
+        if not future.done():
+            future.set_result(done)
+
+
 class ComputeWorker:
     """Owns the compute thread; ``submit`` and ``call`` are for the event loop, the rest runs inside."""
 
@@ -185,10 +191,16 @@ class ComputeWorker:
                 time.sleep(wait_s)  # the emulated slower device stays busy (DESIGN §3)
         took_s = time.perf_counter() - started
         self.busy_s += took_s
+        by_loop: dict[int, list[tuple[asyncio.Future[Any], StepDone]]] = {}
+        loops: dict[int, asyncio.AbstractEventLoop] = {}
         for g, result in zip(group, report.results, strict=True):
             queue_s = started - g.enqueued
             if isinstance(result, Exception):
                 done = StepDone(None, result, queue_s, took_s, len(group))
             else:
                 done = StepDone(result, None, queue_s, took_s, len(group))
-            _resolve(g.loop, g.future, done, None)
+            by_loop.setdefault(id(g.loop), []).append((g.future, done))
+            loops[id(g.loop)] = g.loop
+        # One callback per loop: the whole batch wakes up in the same turn (and leaves together).
+        for key, pairs in by_loop.items():
+            loops[key].call_soon_threadsafe(_resolve_all, pairs)

@@ -62,11 +62,17 @@ class NodeAdmin:
         """Prepare with plan bytes exactly as signed (see PlanSpec.canonical)."""
         return await self._stub.prepare(plan_json, signature, timeout_s)
 
-    async def commit(self, epoch: int, timeout_s: float = CONTROL_TIMEOUT_S) -> EpochState:
-        return await self._stub.commit(epoch, timeout_s)
+    async def commit(
+        self, epoch: int, timeout_s: float = CONTROL_TIMEOUT_S, signed: bytes = b"", signature: bytes = b""
+    ) -> EpochState:
+        """``signed``/``signature``: the orchestrator's signed commit (orchestrator.signing.SignedMessage)."""
+        return await self._stub.commit(epoch, timeout_s, signed, signature)
 
-    async def release(self, epoch: int, timeout_s: float = CONTROL_TIMEOUT_S) -> EpochState:
-        return await self._stub.release(epoch, timeout_s)
+    async def release(
+        self, epoch: int, timeout_s: float = CONTROL_TIMEOUT_S, signed: bytes = b"", signature: bytes = b""
+    ) -> EpochState:
+        """Release a superseded epoch, or abort a prepared one (the signed message's kind says which)."""
+        return await self._stub.release(epoch, timeout_s, signed, signature)
 
     async def set_emulation(self, emulation: Any, timeout_s: float = CONTROL_TIMEOUT_S) -> str:
         """Replace the node's emulation section (a node.config.EmulationConfig) at run time."""

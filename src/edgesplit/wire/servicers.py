@@ -34,9 +34,9 @@ class NodeHandler(Protocol):
 
     async def prepare(self, plan_json: bytes, signature: bytes) -> EpochState: ...
 
-    async def commit(self, epoch: int) -> EpochState: ...
+    async def commit(self, epoch: int, signed: bytes = b"", signature: bytes = b"") -> EpochState: ...
 
-    async def release(self, epoch: int) -> EpochState: ...
+    async def release(self, epoch: int, signed: bytes = b"", signature: bytes = b"") -> EpochState: ...
 
     async def set_emulation(self, emulation_json: str) -> str: ...
 
@@ -69,6 +69,14 @@ class _NodeServicer(node_pb2_grpc.NodeServicer):
         await self._call(context, lambda: self._h.step(env, request.ByteSize(), error))
         return node_pb2.StepAck()
 
+    async def StepMany(
+        self, request: node_pb2.StepBatch, context: grpc.aio.ServicerContext
+    ) -> node_pb2.StepAck:
+        for step in request.steps:
+            env, error = envelope_from_pb(step, self._max_tensor_bytes)
+            await self._call(context, lambda e=env, x=error, s=step: self._h.step(e, s.ByteSize(), x))
+        return node_pb2.StepAck()
+
     async def Ping(
         self, request: node_pb2.PingRequest, context: grpc.aio.ServicerContext
     ) -> node_pb2.PingReply:
@@ -90,14 +98,18 @@ class _NodeServicer(node_pb2_grpc.NodeServicer):
     async def Commit(
         self, request: node_pb2.EpochRequest, context: grpc.aio.ServicerContext
     ) -> node_pb2.EpochReply:
-        state = await self._call(context, lambda: self._h.commit(request.epoch))
+        state = await self._call(
+            context, lambda: self._h.commit(request.epoch, request.signed, request.signature)
+        )
         assert isinstance(state, EpochState)
         return node_pb2.EpochReply(epoch=state.epoch, segments=_segments_pb(state))
 
     async def Release(
         self, request: node_pb2.EpochRequest, context: grpc.aio.ServicerContext
     ) -> node_pb2.EpochReply:
-        state = await self._call(context, lambda: self._h.release(request.epoch))
+        state = await self._call(
+            context, lambda: self._h.release(request.epoch, request.signed, request.signature)
+        )
         assert isinstance(state, EpochState)
         return node_pb2.EpochReply(epoch=state.epoch, segments=_segments_pb(state))
 
@@ -123,6 +135,13 @@ class _SinkServicer(node_pb2_grpc.ResultSinkServicer):
         self, request: node_pb2.StepResult, context: grpc.aio.ServicerContext
     ) -> node_pb2.ResultAck:
         self._deliver(outcome_from_pb(request))
+        return node_pb2.ResultAck()
+
+    async def DeliverMany(
+        self, request: node_pb2.StepResults, context: grpc.aio.ServicerContext
+    ) -> node_pb2.ResultAck:
+        for result in request.results:
+            self._deliver(outcome_from_pb(result))
         return node_pb2.ResultAck()
 
 

@@ -68,6 +68,15 @@ class NodeStub:
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self._peer) from None
 
+    async def send_steps(self, steps: list[EncodedStep], timeout_s: float) -> None:
+        """Several steps for this node in one message (one gRPC call for a whole batch)."""
+        if len(steps) == 1:
+            return await self.send_step(steps[0], timeout_s)
+        try:
+            await self._stub.StepMany(node_pb2.StepBatch(steps=[s.message for s in steps]), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+
     async def ping(self, payload: bytes, timeout_s: float) -> bytes:
         try:
             reply = await self._stub.Ping(node_pb2.PingRequest(payload=payload), timeout=timeout_s)
@@ -94,16 +103,22 @@ class NodeStub:
             raise error_from_rpc(exc, self._peer) from None
         return _epoch_state(reply)
 
-    async def commit(self, epoch: int, timeout_s: float) -> EpochState:
+    async def commit(
+        self, epoch: int, timeout_s: float, signed: bytes = b"", signature: bytes = b""
+    ) -> EpochState:
         try:
-            reply = await self._stub.Commit(node_pb2.EpochRequest(epoch=epoch), timeout=timeout_s)
+            request = node_pb2.EpochRequest(epoch=epoch, signed=signed, signature=signature)
+            reply = await self._stub.Commit(request, timeout=timeout_s)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self._peer) from None
         return _epoch_state(reply)
 
-    async def release(self, epoch: int, timeout_s: float) -> EpochState:
+    async def release(
+        self, epoch: int, timeout_s: float, signed: bytes = b"", signature: bytes = b""
+    ) -> EpochState:
         try:
-            reply = await self._stub.Release(node_pb2.EpochRequest(epoch=epoch), timeout=timeout_s)
+            request = node_pb2.EpochRequest(epoch=epoch, signed=signed, signature=signature)
+            reply = await self._stub.Release(request, timeout=timeout_s)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self._peer) from None
         return _epoch_state(reply)
@@ -132,6 +147,16 @@ class SinkStub:
     def __init__(self, channel: grpc.aio.Channel, peer: str = "") -> None:
         self._stub = node_pb2_grpc.ResultSinkStub(channel)  # type: ignore[no-untyped-call]
         self._peer = peer
+
+    async def deliver_many(self, outcomes: list[StepOutcome], timeout_s: float) -> None:
+        if len(outcomes) == 1:
+            return await self.deliver(outcomes[0], timeout_s)
+        try:
+            await self._stub.DeliverMany(
+                node_pb2.StepResults(results=[outcome_to_pb(o) for o in outcomes]), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
 
     async def deliver(self, outcome: StepOutcome, timeout_s: float) -> None:
         try:

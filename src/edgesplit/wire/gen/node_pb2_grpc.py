@@ -39,6 +39,11 @@ class NodeStub:
                 request_serializer=node__pb2.StepRequest.SerializeToString,
                 response_deserializer=node__pb2.StepAck.FromString,
                 _registered_method=True)
+        self.StepMany = channel.unary_unary(
+                '/edgesplit.v1.Node/StepMany',
+                request_serializer=node__pb2.StepBatch.SerializeToString,
+                response_deserializer=node__pb2.StepAck.FromString,
+                _registered_method=True)
         self.Ping = channel.unary_unary(
                 '/edgesplit.v1.Node/Ping',
                 request_serializer=node__pb2.PingRequest.SerializeToString,
@@ -80,6 +85,12 @@ class NodeServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Step(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StepMany(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,6 +144,11 @@ def add_NodeServicer_to_server(servicer, server):
             'Step': grpc.unary_unary_rpc_method_handler(
                     servicer.Step,
                     request_deserializer=node__pb2.StepRequest.FromString,
+                    response_serializer=node__pb2.StepAck.SerializeToString,
+            ),
+            'StepMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.StepMany,
+                    request_deserializer=node__pb2.StepBatch.FromString,
                     response_serializer=node__pb2.StepAck.SerializeToString,
             ),
             'Ping': grpc.unary_unary_rpc_method_handler(
@@ -197,6 +213,33 @@ class Node:
             target,
             '/edgesplit.v1.Node/Step',
             node__pb2.StepRequest.SerializeToString,
+            node__pb2.StepAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StepMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.Node/StepMany',
+            node__pb2.StepBatch.SerializeToString,
             node__pb2.StepAck.FromString,
             options,
             channel_credentials,
@@ -412,6 +455,11 @@ class ResultSinkStub:
                 request_serializer=node__pb2.StepResult.SerializeToString,
                 response_deserializer=node__pb2.ResultAck.FromString,
                 _registered_method=True)
+        self.DeliverMany = channel.unary_unary(
+                '/edgesplit.v1.ResultSink/DeliverMany',
+                request_serializer=node__pb2.StepResults.SerializeToString,
+                response_deserializer=node__pb2.ResultAck.FromString,
+                _registered_method=True)
 
 
 class ResultSinkServicer:
@@ -423,12 +471,23 @@ class ResultSinkServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeliverMany(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResultSinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Deliver': grpc.unary_unary_rpc_method_handler(
                     servicer.Deliver,
                     request_deserializer=node__pb2.StepResult.FromString,
+                    response_serializer=node__pb2.ResultAck.SerializeToString,
+            ),
+            'DeliverMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverMany,
+                    request_deserializer=node__pb2.StepResults.FromString,
                     response_serializer=node__pb2.ResultAck.SerializeToString,
             ),
     }
@@ -458,6 +517,33 @@ class ResultSink:
             target,
             '/edgesplit.v1.ResultSink/Deliver',
             node__pb2.StepResult.SerializeToString,
+            node__pb2.ResultAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.ResultSink/DeliverMany',
+            node__pb2.StepResults.SerializeToString,
             node__pb2.ResultAck.FromString,
             options,
             channel_credentials,
