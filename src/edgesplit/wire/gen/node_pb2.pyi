@@ -1,0 +1,269 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Tensor(_message.Message):
+    __slots__ = ("data", "dtype", "shape")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, data: _Optional[bytes] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class HopSpec(_message.Message):
+    __slots__ = ("node_id", "address", "start", "end")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    address: str
+    start: int
+    end: int
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class Sampling(_message.Message):
+    __slots__ = ("temperature", "top_p", "has_seed", "seed")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    HAS_SEED_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    temperature: float
+    top_p: float
+    has_seed: bool
+    seed: int
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., has_seed: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class HopTiming(_message.Message):
+    __slots__ = ("node_id", "queue_s", "compute_s", "send_s")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_S_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_S_FIELD_NUMBER: _ClassVar[int]
+    SEND_S_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    queue_s: float
+    compute_s: float
+    send_s: float
+    def __init__(self, node_id: _Optional[str] = ..., queue_s: _Optional[float] = ..., compute_s: _Optional[float] = ..., send_s: _Optional[float] = ...) -> None: ...
+
+class StepRequest(_message.Message):
+    __slots__ = ("session_id", "step_id", "epoch", "hops", "hop_index", "position", "inputs", "sampling", "reply_address", "reply_node_id", "timings", "budget_s")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    HOP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    REPLY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REPLY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_S_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    step_id: int
+    epoch: int
+    hops: _containers.RepeatedCompositeFieldContainer[HopSpec]
+    hop_index: int
+    position: int
+    inputs: Tensor
+    sampling: Sampling
+    reply_address: str
+    reply_node_id: str
+    timings: _containers.RepeatedCompositeFieldContainer[HopTiming]
+    budget_s: float
+    def __init__(self, session_id: _Optional[str] = ..., step_id: _Optional[int] = ..., epoch: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[HopSpec, _Mapping]]] = ..., hop_index: _Optional[int] = ..., position: _Optional[int] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., reply_address: _Optional[str] = ..., reply_node_id: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[HopTiming, _Mapping]]] = ..., budget_s: _Optional[float] = ...) -> None: ...
+
+class StepAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StepBatch(_message.Message):
+    __slots__ = ("steps",)
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    steps: _containers.RepeatedCompositeFieldContainer[StepRequest]
+    def __init__(self, steps: _Optional[_Iterable[_Union[StepRequest, _Mapping]]] = ...) -> None: ...
+
+class StepResult(_message.Message):
+    __slots__ = ("session_id", "step_id", "token_id", "timings", "error_code", "error_message", "failed_node_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    step_id: int
+    token_id: int
+    timings: _containers.RepeatedCompositeFieldContainer[HopTiming]
+    error_code: str
+    error_message: str
+    failed_node_id: str
+    def __init__(self, session_id: _Optional[str] = ..., step_id: _Optional[int] = ..., token_id: _Optional[int] = ..., timings: _Optional[_Iterable[_Union[HopTiming, _Mapping]]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., failed_node_id: _Optional[str] = ...) -> None: ...
+
+class ResultAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StepResults(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[StepResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[StepResult, _Mapping]]] = ...) -> None: ...
+
+class PingRequest(_message.Message):
+    __slots__ = ("payload",)
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    def __init__(self, payload: _Optional[bytes] = ...) -> None: ...
+
+class PingReply(_message.Message):
+    __slots__ = ("payload",)
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    def __init__(self, payload: _Optional[bytes] = ...) -> None: ...
+
+class EndSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class EndSessionReply(_message.Message):
+    __slots__ = ("dropped",)
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    dropped: int
+    def __init__(self, dropped: _Optional[int] = ...) -> None: ...
+
+class PrepareRequest(_message.Message):
+    __slots__ = ("plan_json", "signature")
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    plan_json: bytes
+    signature: bytes
+    def __init__(self, plan_json: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SegmentRange(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class PrepareReply(_message.Message):
+    __slots__ = ("epoch", "segments", "load_s")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_S_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentRange]
+    load_s: float
+    def __init__(self, epoch: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[SegmentRange, _Mapping]]] = ..., load_s: _Optional[float] = ...) -> None: ...
+
+class EpochRequest(_message.Message):
+    __slots__ = ("epoch", "signed", "signature")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    signed: bytes
+    signature: bytes
+    def __init__(self, epoch: _Optional[int] = ..., signed: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class EpochReply(_message.Message):
+    __slots__ = ("epoch", "segments")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentRange]
+    def __init__(self, epoch: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[SegmentRange, _Mapping]]] = ...) -> None: ...
+
+class EmulationUpdate(_message.Message):
+    __slots__ = ("emulation_json",)
+    EMULATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    emulation_json: str
+    def __init__(self, emulation_json: _Optional[str] = ...) -> None: ...
+
+class EmulationReply(_message.Message):
+    __slots__ = ("emulation_json",)
+    EMULATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    emulation_json: str
+    def __init__(self, emulation_json: _Optional[str] = ...) -> None: ...
+
+class TelemetryRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SegmentStats(_message.Message):
+    __slots__ = ("start", "end", "prefill_s_per_token", "decode_s_per_step", "steps", "sessions")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_S_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DECODE_S_PER_STEP_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    prefill_s_per_token: float
+    decode_s_per_step: float
+    steps: int
+    sessions: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., prefill_s_per_token: _Optional[float] = ..., decode_s_per_step: _Optional[float] = ..., steps: _Optional[int] = ..., sessions: _Optional[int] = ...) -> None: ...
+
+class Telemetry(_message.Message):
+    __slots__ = ("node_id", "cpu_utilization", "rss_bytes", "gpu_utilization", "segments", "activation_bytes_in", "activation_bytes_out", "queue_depth", "active_sessions", "epochs", "uptime_s", "block_decode_s", "block_prefill_s", "busy_s_total", "mem_available_bytes", "seq")
+    class BlockDecodeSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: float
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[float] = ...) -> None: ...
+    class BlockPrefillSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: float
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[float] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CPU_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPU_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_DECODE_S_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_PREFILL_S_FIELD_NUMBER: _ClassVar[int]
+    BUSY_S_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEM_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    cpu_utilization: float
+    rss_bytes: int
+    gpu_utilization: float
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentStats]
+    activation_bytes_in: int
+    activation_bytes_out: int
+    queue_depth: int
+    active_sessions: int
+    epochs: _containers.RepeatedScalarFieldContainer[int]
+    uptime_s: float
+    block_decode_s: _containers.ScalarMap[int, float]
+    block_prefill_s: _containers.ScalarMap[int, float]
+    busy_s_total: float
+    mem_available_bytes: int
+    seq: int
+    def __init__(self, node_id: _Optional[str] = ..., cpu_utilization: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., gpu_utilization: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[SegmentStats, _Mapping]]] = ..., activation_bytes_in: _Optional[int] = ..., activation_bytes_out: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., epochs: _Optional[_Iterable[int]] = ..., uptime_s: _Optional[float] = ..., block_decode_s: _Optional[_Mapping[int, float]] = ..., block_prefill_s: _Optional[_Mapping[int, float]] = ..., busy_s_total: _Optional[float] = ..., mem_available_bytes: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
