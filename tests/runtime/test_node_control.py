@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import statistics
 import time
 
@@ -11,10 +13,13 @@ from fakes import fake_cluster
 
 from edgesplit.errors import CapacityError, ConfigError, PlanRejectedError
 from edgesplit.node.config import EmulationConfig
+from edgesplit.orchestrator.plans import ControlMessage, MessageKind, Plan, assignment_of
+from edgesplit.orchestrator.plans import PlanSegment as OrchSegment
+from edgesplit.orchestrator.signing import SignedMessage, generate_key, public_key_text, sign
 from edgesplit.transport.base import ChainStep, Hop, Route
 from edgesplit.transport.grpc_client import GrpcSegmentClient
 from edgesplit.transport.node_admin import NodeAdmin
-from edgesplit.wire.messages import PlanSegment, PlanSpec
+from edgesplit.wire.messages import EpochState, PlanSegment, PlanSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -22,42 +27,122 @@ N_BLOCKS = 6
 SEGMENTS = [(0, 2), (2, 4), (4, 6)]
 
 
+KEY = generate_key()
+SIGNED = {"orchestrator_public_key": public_key_text(KEY)}
+
+
+def signed(kind: MessageKind, epoch: int, *segments: tuple[str, int, int]) -> SignedMessage:
+    plan = None
+    if kind is MessageKind.PREPARE:
+        plan = Plan(epoch, assignment_of([OrchSegment(n, s, e) for n, s, e in segments]))
+    return sign(ControlMessage(kind, epoch, plan), KEY)
+
+
+async def prepare(admin: NodeAdmin, message: SignedMessage) -> EpochState:
+    return await admin.prepare_raw(message.payload, message.signature)
+
+
+async def commit(admin: NodeAdmin, message: SignedMessage) -> EpochState:
+    return await admin.commit(message_epoch(message), signed=message.payload, signature=message.signature)
+
+
+async def release(admin: NodeAdmin, message: SignedMessage) -> EpochState:
+    return await admin.release(message_epoch(message), signed=message.payload, signature=message.signature)
+
+
+def message_epoch(message: SignedMessage) -> int:
+    return int(json.loads(message.payload)["epoch"])
+
+
 async def test_prepare_commit_release_moves_a_segment_between_epochs() -> None:
-    async with fake_cluster(SEGMENTS, N_BLOCKS) as (route, nodes):
+    async with fake_cluster(SEGMENTS, N_BLOCKS, **SIGNED) as (route, nodes):
         admins = [NodeAdmin(n.address) for n in nodes]
         client = GrpcSegmentClient()
         try:
             # epoch 1: n0 takes 0:3, n2 takes 3:6; n1 holds nothing.
-            plan = PlanSpec(1, (PlanSegment("n0", 0, 3), PlanSegment("n2", 3, 6)))
-            states = await asyncio.gather(*(a.prepare(plan) for a in admins))
+            plan = signed(MessageKind.PREPARE, 1, ("n0", 0, 3), ("n2", 3, 6))
+            states = await asyncio.gather(*(prepare(a, plan) for a in admins))
             assert [s.segments for s in states] == [((0, 3),), (), ((3, 6),)]
-            await asyncio.gather(*(a.commit(1) for a in admins))
+            await asyncio.gather(*(commit(a, signed(MessageKind.COMMIT, 1)) for a in admins))
             new_route = Route(1, (Hop("n0", nodes[0].address, 0, 3), Hop("n2", nodes[2].address, 3, 6)))
             old = await client.run_step(route, ChainStep("old", (1, 2), 0), 5.0)  # epoch 0 still serves
             new = await client.run_step(new_route, ChainStep("new", (1, 2), 0), 5.0)
             assert old.token_id == new.token_id  # same model, different cut
-            await asyncio.gather(*(a.release(0) for a in admins))
+            await asyncio.gather(*(release(a, signed(MessageKind.RELEASE, 0)) for a in admins))
             with pytest.raises(PlanRejectedError):
                 await client.run_step(route, ChainStep("old2", (1, 2), 0), 5.0)
             assert (2, 4) not in {k for k in nodes[1].agent.service._segments}
             with pytest.raises(PlanRejectedError):  # epochs never go back
-                await admins[0].prepare(PlanSpec(0, (PlanSegment("n0", 0, 6),)))
+                await prepare(admins[0], signed(MessageKind.PREPARE, 1, ("n0", 0, 6)))
             with pytest.raises(PlanRejectedError):  # commit needs a prepare
-                await admins[0].commit(7)
+                await commit(admins[0], signed(MessageKind.COMMIT, 7))
         finally:
             await client.close()
             for a in admins:
                 await a.close()
 
 
+async def test_bad_signature_old_epoch_replayed_commit_and_unsigned_are_refused_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DESIGN §4.6: each refusal is a PlanRejectedError naming why, is logged, and serving continues."""
+    async with fake_cluster(SEGMENTS, N_BLOCKS, **SIGNED) as (route, nodes):
+        admin = NodeAdmin(nodes[0].address)
+        client = GrpcSegmentClient()
+        try:
+            await prepare(admin, signed(MessageKind.PREPARE, 2, ("n0", 0, 6)))
+            await commit(admin, signed(MessageKind.COMMIT, 2))
+            forged = sign(ControlMessage(MessageKind.PREPARE, 3, Plan(3, ("n0",) * N_BLOCKS)), generate_key())
+            cases = [
+                ("signature", prepare(admin, forged)),
+                ("already seen", prepare(admin, signed(MessageKind.PREPARE, 1, ("n0", 0, 6)))),
+                ("replayed commit", commit(admin, signed(MessageKind.COMMIT, 2))),
+                ("unsigned", admin.prepare(PlanSpec(5, (PlanSegment("n0", 0, 6),)))),
+                ("unsigned", admin.commit(2)),
+                ("cannot be used as a commit", commit(admin, signed(MessageKind.RELEASE, 2))),
+            ]
+            for why, call in cases:
+                with caplog.at_level(logging.WARNING, logger="edgesplit.node.control_gate"):
+                    caplog.clear()
+                    with pytest.raises(PlanRejectedError, match=why):
+                        await call
+                    assert any(why in r.getMessage() for r in caplog.records), why
+            # Still serving epoch 0 (n0..n2) and the committed epoch 2 (n0 alone).
+            assert (await client.run_step(route, ChainStep("s", (1,), 0), 5.0)).token_id >= 0
+            whole = Route(2, (Hop("n0", nodes[0].address, 0, N_BLOCKS),))
+            assert (await client.run_step(whole, ChainStep("t", (1,), 0), 5.0)).token_id >= 0
+            assert nodes[0].agent.service.gate.gate is not None
+            assert nodes[0].agent.service.gate.gate.active_epoch == 2
+        finally:
+            await client.close()
+            await admin.close()
+
+
+async def test_a_node_without_a_key_refuses_unsigned_plans_unless_allowed() -> None:
+    async with fake_cluster(SEGMENTS[:1], N_BLOCKS) as (_, nodes):
+        admin = NodeAdmin(nodes[0].address)
+        try:
+            with pytest.raises(PlanRejectedError, match="no orchestrator_public_key"):
+                await admin.prepare(PlanSpec(1, (PlanSegment("n0", 0, 2),)))
+        finally:
+            await admin.close()
+    async with fake_cluster(SEGMENTS[:1], N_BLOCKS, allow_unsigned_plans=True) as (_, nodes):
+        admin = NodeAdmin(nodes[0].address)
+        try:
+            assert (await admin.prepare(PlanSpec(1, (PlanSegment("n0", 0, 2),)))).epoch == 1
+            assert (await admin.commit(1)).epoch == 1
+        finally:
+            await admin.close()
+
+
 async def test_memory_cap_refuses_a_plan_and_keeps_serving() -> None:
-    async with fake_cluster(SEGMENTS, N_BLOCKS) as (route, nodes):
+    async with fake_cluster(SEGMENTS, N_BLOCKS, **SIGNED) as (route, nodes):
         admin = NodeAdmin(nodes[0].address)
         client = GrpcSegmentClient()
         try:
             await admin.set_emulation(EmulationConfig(memory_cap_bytes=2500))  # fake: 1000 bytes/block
             with pytest.raises(CapacityError):
-                await admin.prepare(PlanSpec(1, (PlanSegment("n0", 0, 4),)))
+                await prepare(admin, signed(MessageKind.PREPARE, 1, ("n0", 0, 4), ("n1", 4, 6)))
             assert (await client.run_step(route, ChainStep("s", (1,), 0), 5.0)).token_id >= 0
             with pytest.raises(ConfigError):
                 await admin._stub.set_emulation('{"speed_factor": -1}', 5.0)

@@ -38,6 +38,8 @@ def build_config(
     ready_file: Path | None,
     metrics_port: int | None,
     threads: int | None = None,
+    orchestrator_public_key: str | None = None,
+    allow_unsigned_plans: bool = False,
 ) -> Any:
     """A NodeConfig from the YAML file (if any) with flags overriding its keys."""
     import yaml
@@ -64,6 +66,8 @@ def build_config(
         "ready_file": ready_file,
         "metrics_port": metrics_port,
         "torch_threads": threads,
+        "orchestrator_public_key": orchestrator_public_key,
+        "allow_unsigned_plans": allow_unsigned_plans or None,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -121,6 +125,12 @@ def register(app: typer.Typer) -> None:
         ),
         metrics_port: int | None = typer.Option(None, "--metrics-port", help="Prometheus port (0: any)."),
         threads: int | None = typer.Option(None, "--threads", help="Torch intra-op threads for this node."),
+        orchestrator_public_key: str | None = typer.Option(
+            None, "--orchestrator-public-key", help="ed25519:BASE64; only plans signed by it are obeyed."
+        ),
+        allow_unsigned_plans: bool = typer.Option(
+            False, "--allow-unsigned-plans", help="Development only: obey unsigned plans (no key given)."
+        ),
     ) -> None:
         """Run one node agent: host model segments and serve steps over gRPC."""
         run(
@@ -135,5 +145,7 @@ def register(app: typer.Typer) -> None:
                 ready_file,
                 metrics_port,
                 threads,
+                orchestrator_public_key,
+                allow_unsigned_plans,
             )
         )
