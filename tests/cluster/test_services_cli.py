@@ -15,6 +15,8 @@ import pytest
 import yaml
 from loopback_up import pid_alive
 
+from edgesplit.orchestrator.signing import load_or_create_private_key, public_key_text
+
 CLI = [sys.executable, "-m", "edgesplit.cli.main"]
 
 
@@ -82,6 +84,9 @@ def test_services_one_at_a_time_form_a_cluster(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     """What a multi-machine deployment does, on loopback: nodes, then gateway, then orchestrator."""
+    # The operator creates the orchestrator's key first; every node is started trusting its public half.
+    state = tmp_path / "orchestrator"
+    public_key = public_key_text(load_or_create_private_key(state / "orchestrator_ed25519.pem"))
     addresses = {}
     for node_id in ("device", "edge"):
         ready = tmp_path / f"{node_id}.ready"
@@ -89,6 +94,8 @@ def test_services_one_at_a_time_form_a_cluster(
             [
                 *CLI,
                 "node",
+                "--orchestrator-public-key",
+                public_key,
                 "--id",
                 node_id,
                 "--model",
@@ -136,7 +143,17 @@ def test_services_one_at_a_time_form_a_cluster(
     assert httpx.get(f"{url}/health").status_code == 503  # serving, but no plan yet
     orch_ready = tmp_path / "orchestrator.ready"
     orchestrator = subprocess.Popen(
-        [*CLI, "orchestrator", str(cluster), "--gateway", url, "--ready-file", str(orch_ready)],
+        [
+            *CLI,
+            "orchestrator",
+            str(cluster),
+            "--gateway",
+            url,
+            "--ready-file",
+            str(orch_ready),
+            "--state-dir",
+            str(state),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,4 +1,4 @@
-"""CLI: `edgesplit up`, `edgesplit gateway`, `edgesplit orchestrator` (the placeholder deployer).
+"""CLI: `edgesplit up`, `edgesplit gateway`, `edgesplit orchestrator` (the adaptive orchestrator).
 
 Run: edgesplit up examples/mec-3node.yaml
      edgesplit gateway CLUSTER.yaml --listen 0.0.0.0:8000
@@ -40,12 +40,16 @@ def _read_token(path: Path) -> str:
     return token
 
 
-def up(cluster_file: Path, timeout_s: float) -> None:
+def up(
+    cluster_file: Path, timeout_s: float, interval_s: float | None = None, cooldown_s: float | None = None
+) -> None:
     from edgesplit.cluster.launcher import run_up
 
     cluster = _load(cluster_file)
     model_path = _resolve_model(cluster.model, cluster_file.parent)
-    raise SystemExit(run_up(cluster, model_path, timeout_s))
+    extra = [] if interval_s is None else ["--interval", str(interval_s)]
+    extra += [] if cooldown_s is None else ["--cooldown", str(cooldown_s)]
+    raise SystemExit(run_up(cluster, model_path, timeout_s, extra))
 
 
 def gateway(
@@ -90,47 +94,93 @@ def orchestrator(
     cluster_file: Path,
     gateway_url: str | None,
     ready_file: Path | None,
-    epoch: int,
+    state_dir: Path,
     admin_token_file: Path | None = None,
+    interval_s: float | None = None,
+    cooldown_s: float | None = None,
 ) -> None:
-    """Placeholder orchestrator: plan from declared facts, deploy, then hold until stopped."""
+    """The adaptive orchestrator: deploy (or adopt) a plan, then monitor and reconfigure until stopped."""
     import asyncio
     import json
+    import logging
     import signal
 
-    from edgesplit.cluster.bootstrap import deploy, initial_plan, model_facts
+    from edgesplit.orchestrator.cluster_facts import block_costs, declared_facts
+    from edgesplit.orchestrator.config import OrchestratorConfig, ThresholdsConfig
+    from edgesplit.orchestrator.controller import AdaptiveController
+    from edgesplit.orchestrator.core import OrchestratorCore
+    from edgesplit.orchestrator.plans import Plan
+    from edgesplit.orchestrator.service import OrchestratorService, ServiceSettings
+    from edgesplit.orchestrator.signing import load_or_create_private_key
+    from edgesplit.orchestrator.store import OrchestratorStore
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the decisions
     # Declared facts only: the emulation section is for node agents (DESIGN §3).
     cluster = _load(cluster_file).model_copy(update={"emulation": None})
     missing = [n.id for n in cluster.nodes if not n.address]
     if missing:
         raise ConfigError(f"{cluster_file}: node(s) {', '.join(missing)} need an `address: HOST:PORT`")
+    thresholds = cluster.thresholds.model_dump()
+    if cooldown_s is not None:
+        thresholds["cooldown_s"] = cooldown_s
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = OrchestratorConfig(
+        thresholds=ThresholdsConfig.model_validate(thresholds),
+        state_path=state_dir / "orchestrator.sqlite",
+        key_path=state_dir / "orchestrator_ed25519.pem",
+        privacy_default=cluster.request_privacy,
+        **({} if interval_s is None else {"monitor_interval_s": interval_s}),
+    )
     model_path = _resolve_model(cluster.model, cluster_file.parent)
-    facts = model_facts(model_path)
-    plan = initial_plan(cluster, facts, cluster.privacy.block_indices(facts.num_blocks))
-    addresses = {n.id: n.address for n in cluster.nodes}
+    from edgesplit.cluster.roles import num_blocks_of
+
+    blocks = block_costs(model_path, cluster.privacy.block_indices(num_blocks_of(model_path)))
+    store = OrchestratorStore(config.state_path)
+    sr = config.split_revision()
+    controller = AdaptiveController(
+        blocks, declared_facts(cluster), sr.plan, sr.evaluate, store, config.controller_settings()
+    )
+    core = OrchestratorCore(controller, store, load_or_create_private_key(config.key_path))
     token = _read_token(admin_token_file) if admin_token_file is not None else None
 
-    async def main() -> None:
-        await deploy(plan, epoch, addresses, gateway_url.rstrip("/") if gateway_url else None, token)
+    def ready(plan: Plan | None) -> None:
+        if plan is None:
+            raise ConfigError("the orchestrator found no feasible plan for this cluster")
         summary = {
-            "epoch": epoch,
-            "segments": [{"node": n, "start": s, "end": e} for n, s, e in plan.segments()],
-            "solver": plan.solver,
-            "cost": plan.cost,
+            "epoch": plan.epoch,
+            "segments": [{"node": g.node_id, "start": g.start, "end": g.end} for g in plan.segments],
+            "solver": str(plan.meta.get("solver", "adaptive")),
+            "predicted_latency_s": plan.predicted_latency_s,
         }
         if ready_file is not None:
             tmp = ready_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(summary))
             tmp.replace(ready_file)
-        typer.echo(f"edgesplit orchestrator: deployed epoch {epoch}: {json.dumps(summary['segments'])}")
+        typer.echo(f"edgesplit orchestrator: serving epoch {plan.epoch}: {json.dumps(summary['segments'])}")
+
+    service = OrchestratorService(
+        core,
+        blocks,
+        {n.id: str(n.address) for n in cluster.nodes},
+        cluster.source.id,
+        gateway_url.rstrip("/") if gateway_url else None,
+        token,
+        ServiceSettings(interval_s=config.monitor_interval_s),
+        echo=lambda line: typer.echo(line),
+    )
+
+    async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await service.run(stop, ready)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
 
 
 def register(app: typer.Typer) -> None:
@@ -140,9 +190,15 @@ def register(app: typer.Typer) -> None:
     def up_cmd(
         cluster_file: Path = typer.Argument(..., help="CLUSTER.yaml (DESIGN §4.3)."),
         timeout_s: float = typer.Option(180.0, "--timeout", help="Seconds to wait for every process."),
+        interval_s: float | None = typer.Option(
+            None, "--interval", min=0.01, help="Orchestrator monitoring period Δt in seconds (default 1)."
+        ),
+        cooldown_s: float | None = typer.Option(
+            None, "--cooldown", min=0.0, help="Override the cluster file's T_cool (seconds), e.g. in tests."
+        ),
     ) -> None:
         """Start a local cluster on loopback: node agents, gateway, orchestrator; Ctrl-C stops all."""
-        up(cluster_file, timeout_s)
+        up(cluster_file, timeout_s, interval_s, cooldown_s)
 
     @app.command("gateway")
     def gateway_cmd(
@@ -168,10 +224,22 @@ def register(app: typer.Typer) -> None:
         cluster_file: Path = typer.Argument(..., help="CLUSTER.yaml with node addresses."),
         gateway_url: str | None = typer.Option(None, "--gateway", help="Gateway URL to commit plans to."),
         ready_file: Path | None = typer.Option(None, "--ready-file", help="Write the deployed plan here."),
-        epoch: int = typer.Option(1, "--epoch", min=1, help="Epoch of the initial plan."),
+        state_dir: Path = typer.Option(
+            Path("."),
+            "--state-dir",
+            help="Folder of the signing key and the SQLite state (kept across runs).",
+        ),
         admin_token_file: Path | None = typer.Option(
             None, "--admin-token-file", help="The gateway's admin token (when it was given one)."
         ),
+        interval_s: float | None = typer.Option(
+            None, "--interval", min=0.01, help="Monitoring period Δt in seconds (default 1)."
+        ),
+        cooldown_s: float | None = typer.Option(
+            None, "--cooldown", min=0.0, help="Override the cluster file's T_cool (seconds), e.g. in tests."
+        ),
     ) -> None:
-        """Placeholder orchestrator: deploy an initial plan (prepare, commit), then hold."""
-        orchestrator(cluster_file, gateway_url, ready_file, epoch, admin_token_file)
+        """The adaptive orchestrator: deploy or adopt a plan, then monitor and reconfigure (signed plans)."""
+        orchestrator(
+            cluster_file, gateway_url, ready_file, state_dir, admin_token_file, interval_s, cooldown_s
+        )

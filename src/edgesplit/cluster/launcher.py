@@ -1,4 +1,4 @@
-"""`edgesplit up`: one node agent per node, the gateway and the placeholder orchestrator, supervised.
+"""`edgesplit up`: one node agent per node, the gateway and the adaptive orchestrator, supervised.
 
 Owns the child processes: each in its own process group, logs in a run folder, readiness by ready
 files, and teardown by PID (SIGTERM, then SIGKILL) on Ctrl-C, SIGTERM or the death of any child.
@@ -56,15 +56,23 @@ class LocalCluster:
     addresses: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
+    orchestrator_args: list[str] = field(default_factory=list)
+    """Extra `edgesplit orchestrator` flags (``--interval``, ``--cooldown``), e.g. for tests."""
 
     def start(self, timeout_s: float = 120.0) -> str:
+        from edgesplit.orchestrator.signing import load_or_create_private_key, public_key_text
+
         deadline = time.monotonic() + timeout_s
+        # 0) The orchestrator's signing key (in its state folder); every node trusts its public half.
+        state_dir = self.run_dir / "orchestrator"
+        public_key = public_key_text(load_or_create_private_key(state_dir / "orchestrator_ed25519.pem"))
         # 1) One node agent per node, on a loopback port of its own choosing.
         ready = {}
         for node in self.cluster.nodes:
             cfg_path = self.run_dir / f"node-{node.id}.yaml"
             ready[node.id] = self.run_dir / f"node-{node.id}.ready"
             cfg = node_config(self.cluster, node.id, self.model_path, "127.0.0.1:0", ready[node.id])
+            cfg["orchestrator_public_key"] = public_key
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             self._spawn(f"node {node.id}", ["node", "--config", str(cfg_path)])
         for node in self.cluster.nodes:
@@ -83,13 +91,24 @@ class LocalCluster:
             ["gateway", "--config", str(gw_path), "--listen", listen, "--ready-file", str(gw_ready)],
         )
         self.gateway_url = self._await_ready("gateway", gw_ready, deadline)["url"]
-        # 3) The orchestrator: declared facts and addresses only (no emulation section), deploys epoch 1.
+        # 3) The orchestrator: declared facts and addresses only (no emulation section); deploys epoch 1,
+        #    then monitors and reconfigures.
         orch_path = self.run_dir / "cluster.orchestrator.yaml"
         orch_path.write_text(yaml.safe_dump(orchestrator_view(self.cluster, self.addresses), sort_keys=False))
         orch_ready = self.run_dir / "orchestrator.ready"
         self._spawn(
             "orchestrator",
-            ["orchestrator", str(orch_path), "--gateway", self.gateway_url, "--ready-file", str(orch_ready)],
+            [
+                "orchestrator",
+                str(orch_path),
+                "--gateway",
+                self.gateway_url,
+                "--ready-file",
+                str(orch_ready),
+                "--state-dir",
+                str(state_dir),
+                *self.orchestrator_args,
+            ],
         )
         self.plan = self._await_ready("orchestrator", orch_ready, deadline)
         return self.gateway_url
@@ -188,6 +207,31 @@ class TracePlayer(threading.Thread):
         self._stop_event.set()
 
 
+class DecisionTail(threading.Thread):
+    """Prints the orchestrator's decision lines (``decision: ...`` in its log) as they are written."""
+
+    def __init__(self, log: Path) -> None:
+        super().__init__(name="edgesplit-decisions", daemon=True)
+        self.log = log
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        offset = 0
+        while not self._stop_event.wait(0.2):
+            with contextlib.suppress(OSError):
+                with self.log.open("rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                end = chunk.rfind(b"\n") + 1
+                offset += end
+                for line in chunk[:end].decode(errors="replace").splitlines():
+                    if line.startswith("decision: "):
+                        print(f"  {line}", flush=True)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
 def orchestrator_view(cluster: ClusterConfig, addresses: dict[str, str]) -> dict[str, Any]:
     """The cluster file the orchestrator gets: declared facts with live addresses, emulation removed."""
     data = cluster.model_dump(mode="json", exclude={"emulation"})
@@ -209,7 +253,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -> int:
+def run_up(
+    cluster: ClusterConfig,
+    model_path: Path,
+    timeout_s: float = 120.0,
+    orchestrator_args: list[str] | None = None,
+) -> int:
     """Start, print the gateway URL, supervise until a signal or a child's death, stop. Returns exit code."""
     stop_reason: list[str] = []
     serving = threading.Event()
@@ -220,8 +269,9 @@ def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -
             raise KeyboardInterrupt  # still starting: abandon start-up; `finally` stops what runs
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    local = LocalCluster(cluster, model_path)
+    local = LocalCluster(cluster, model_path, orchestrator_args=list(orchestrator_args or []))
     player: TracePlayer | None = None
+    tail: DecisionTail | None = None
     code = 0
     try:
         print(f"edgesplit up: model {cluster.model} ({model_path}); logs in {local.run_dir}", flush=True)
@@ -238,6 +288,8 @@ def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -
         print(f"OpenAI base_url: {url}/v1   (Ctrl-C stops everything)", flush=True)
         player = TracePlayer(cluster, local.addresses)
         player.start()
+        tail = DecisionTail(local.run_dir / "orchestrator.log")
+        tail.start()
         serving.set()
         while not stop_reason:
             dead = local.dead_child()
@@ -259,6 +311,8 @@ def run_up(cluster: ClusterConfig, model_path: Path, timeout_s: float = 120.0) -
     finally:
         if player is not None:
             player.stop()
+        if tail is not None:
+            tail.stop()
         local.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

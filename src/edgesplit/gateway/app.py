@@ -222,6 +222,11 @@ def create_app(
             raise bad_request("an event is a JSON object with a string `kind`", "kind")
         return await events.add(event)
 
+    @app.get("/v1/observations")
+    async def observations(after: int = 0) -> dict[str, Any]:
+        """For the orchestrator's monitoring cycle: steps measured after sequence number ``after``."""
+        return decoder.observations.snapshot(after)
+
     @app.get("/v1/cluster")
     async def cluster() -> dict[str, Any]:
         extra = await telemetry() if telemetry else {}

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from edgesplit.errors import SessionNotFoundError
+from edgesplit.gateway.observations import GatewayObservations
 from edgesplit.gateway.routes import RouteBook
 from edgesplit.model.steps import SamplingParams
 from edgesplit.transport.base import ChainResult, ChainStep, HopTiming, Route, SegmentClient
@@ -66,7 +67,9 @@ class Decoder:
         routes: RouteBook,
         eos_token_ids: frozenset[int],
         limits: DecodeLimits = DecodeLimits(),
+        observations: GatewayObservations | None = None,
     ) -> None:
+        self.observations = observations or GatewayObservations()
         self._client = client
         self._routes = routes
         self._eos = eos_token_ids
@@ -82,6 +85,7 @@ class Decoder:
         deadline = started + self._limits.request_timeout_s
         history = list(request.prompt_ids)
         session: _Session | None = None
+        self.observations.live_sessions += 1
         try:
             while state.completion_tokens < request.max_tokens:
                 # 1) Pick the route of the committed plan; a new epoch moves the session (re-prefill).
@@ -98,7 +102,15 @@ class Decoder:
                     sampling=_step_sampling(request.sampling, state.completion_tokens),
                 )
                 try:
+                    step_started = time.perf_counter()
                     result = await self._run_step(route, step, deadline)
+                    self.observations.step(
+                        route.epoch,
+                        time.perf_counter() - step_started,
+                        len(step.token_ids),
+                        len(history),
+                        list(result.timings),
+                    )
                 except SessionNotFoundError:
                     # 3) A hop lost the cache (restart, eviction): replay the history on a fresh session.
                     state.reprefills += 1
@@ -121,6 +133,7 @@ class Decoder:
                 yield result.token_id
             state.finish_reason = "length"
         finally:
+            self.observations.live_sessions -= 1
             if session is not None:
                 self._end_later(session)
 

@@ -1,0 +1,368 @@
+"""The ``edgesplit orchestrator`` process shell: one asyncio loop around ``OrchestratorCore``.
+
+Owns the sockets and the clock: node telemetry and the gateway's observations in, signed
+prepare/commit/release/abort out (DESIGN §4.6), the gateway's plan and event log updated. Decides
+nothing itself — every decision is the core's. Never sees the cluster file's emulation section.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgesplit.errors import EdgesplitError
+from edgesplit.orchestrator.controller import MonitoringInputs
+from edgesplit.orchestrator.core import OrchestratorCore, Step
+from edgesplit.orchestrator.events import Action, DecisionEvent
+from edgesplit.orchestrator.plans import Plan, segments_of
+from edgesplit.orchestrator.problem_builder import BlockCost
+from edgesplit.orchestrator.profiler import (
+    LatencyObservation,
+    LinkObservation,
+    NodeTelemetry,
+    WorkloadObservation,
+)
+from edgesplit.orchestrator.signing import SignedMessage
+
+if TYPE_CHECKING:  # gRPC is imported when the process runs, so the core's modules stay importable alone
+    from edgesplit.transport.node_admin import NodeAdmin
+    from edgesplit.wire.messages import TelemetrySnapshot
+
+log = logging.getLogger(__name__)
+
+TELEMETRY_TIMEOUT_S = 2.0
+PREPARE_TIMEOUT_S = 120.0
+CONTROL_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The shell's own knobs (the core's come from ``OrchestratorConfig``)."""
+
+    interval_s: float = 1.0
+    """Δt of the monitoring loop."""
+    release_delay_s: float = 2.0
+    """After the gateway switched, steps already under way on the old epoch finish before its release."""
+    prepare_timeout_s: float = PREPARE_TIMEOUT_S
+
+
+@dataclass
+class _NodeSeen:
+    """The previous telemetry report of one node (its counters are cumulative)."""
+
+    last: TelemetrySnapshot | None = None
+
+
+def to_node_telemetry(now: TelemetrySnapshot, before: TelemetrySnapshot | None) -> NodeTelemetry:
+    """A node's cumulative report → the core's per-interval ``NodeTelemetry``.
+
+    interval = Δuptime, busy = Δbusy_s_total (the first report covers the node's whole uptime),
+    epoch = the newest epoch it holds, utilisation as the node measured it for its machine.
+    """
+    interval = now.uptime_s - (before.uptime_s if before else 0.0)
+    busy = now.busy_s_total - (before.busy_s_total if before else 0.0)
+    moved = now.activation_bytes_in + now.activation_bytes_out
+    if before is not None:
+        moved -= before.activation_bytes_in + before.activation_bytes_out
+    return NodeTelemetry(
+        node_id=now.node_id,
+        seq=now.seq,
+        utilization=now.cpu_utilization,
+        interval_s=max(interval, 1e-6),
+        busy_s=max(busy, 0.0),
+        rss_bytes=now.rss_bytes,
+        mem_available_bytes=now.mem_available_bytes,
+        block_decode_s=dict(now.block_decode_s),
+        block_prefill_s=dict(now.block_prefill_s),
+        activation_bytes=max(moved, 0),
+        queue_depth=now.queue_depth,
+        sessions=now.active_sessions,
+        epoch=max(now.epochs, default=0),
+        loaded_blocks=now.loaded_blocks,
+    )
+
+
+def gateway_inputs(
+    observed: Mapping[str, Any],
+    plan: Plan | None,
+    blocks: Sequence[BlockCost],
+    source: str,
+    interval_s: float,
+) -> tuple[list[LatencyObservation], list[LinkObservation], WorkloadObservation]:
+    """``GET /v1/observations`` → decode-step latencies by epoch, hop transfers, demand."""
+    steps = list(observed.get("steps", ()))
+    latencies = [
+        LatencyObservation(float(s["latency_s"]), int(s["epoch"])) for s in steps if s["tokens"] == 1
+    ]
+    links: list[LinkObservation] = []
+    if plan is not None:
+        segments = plan.segments
+        for s in steps:
+            hops = s["hops"]
+            if s["epoch"] != plan.epoch or len(hops) != len(segments):
+                continue
+            for i, (hop, seg) in enumerate(zip(hops, segments, strict=True)):
+                last = i == len(segments) - 1
+                nxt = source if last else segments[i + 1].node_id
+                nbytes = 8 if last else blocks[seg.end - 1].out_bytes * int(s["tokens"])
+                if nxt != hop["node"]:
+                    links.append(LinkObservation(hop["node"], nxt, None, nbytes, float(hop["send_s"])))
+    tokens = sum(int(s["tokens"]) for s in steps)
+    context = [int(s["context"]) for s in steps]
+    workload = WorkloadObservation(
+        tokens / max(interval_s, 1e-6),
+        int(observed.get("live_sessions", 0)),
+        sum(context) / len(context) if context else 0.0,
+    )
+    return latencies, links, workload
+
+
+@dataclass
+class OrchestratorService:
+    """Runs the monitoring loop until stopped; ``echo`` gets one line per recorded decision."""
+
+    core: OrchestratorCore
+    blocks: Sequence[BlockCost]
+    addresses: Mapping[str, str]
+    source: str
+    gateway_url: str | None
+    admin_token: str | None = None
+    settings: ServiceSettings = ServiceSettings()
+    echo: Callable[[str], None] = print
+    clock: Callable[[], float] = time.monotonic
+    _seen: dict[str, _NodeSeen] = field(default_factory=dict)
+    _admins: dict[str, NodeAdmin] = field(default_factory=dict)
+    _gateway_seq: int = 0
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _http: Any = None
+
+    def _admin(self, node_id: str) -> NodeAdmin:
+        if node_id not in self._admins:
+            from edgesplit.transport.node_admin import NodeAdmin
+
+            self._admins[node_id] = NodeAdmin(self.addresses[node_id])
+        return self._admins[node_id]
+
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[Plan | None], None] | None = None) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+        self._http = httpx.AsyncClient(timeout=CONTROL_TIMEOUT_S, headers=headers)
+        try:
+            # 1) Start: what do the nodes serve? Adopt it (restart) or plan and roll out d_0.
+            reports = await self._collect_telemetry()
+            inputs = MonitoringInputs(reports=[to_node_telemetry(r, None) for r in reports.values()])
+            epochs = {n: max(r.epochs) for n, r in reports.items() if r.epochs}
+            step = self.core.start(self.clock(), epochs, inputs)
+            await self._publish(step.event)
+            if step.message is not None:
+                await self._roll_out(step)
+            elif step.plan is not None:
+                await self._tell_gateway(step.plan)  # adopted: make sure the gateway routes on it
+            if on_ready is not None:
+                on_ready(self.core.controller.plan)
+            while not stop.is_set():
+                # 2) Wait Δt (or stop).
+                try:
+                    await asyncio.wait_for(stop.wait(), self.settings.interval_s)
+                    break
+                except TimeoutError:
+                    pass
+                # 3) Collect what arrived since the last cycle: node telemetry, gateway observations.
+                inputs = await self._monitoring_inputs()
+                # 4) One cycle of Algorithm 1.
+                step = self.core.tick(self.clock(), inputs)
+                if step.event.event_id is not None or step.event.action is not Action.KEEP:
+                    await self._publish(step.event)
+                # 5) A new plan: prepare → all ready → commit → gateway → release old (abort on failure).
+                if step.message is not None:
+                    await self._roll_out(step)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*(a.close() for a in self._admins.values()), return_exceptions=True)
+            await self._http.aclose()
+
+    # --- monitoring ------------------------------------------------------------------------------
+
+    async def _collect_telemetry(self) -> dict[str, TelemetrySnapshot]:
+        from edgesplit.wire.messages import TelemetrySnapshot
+
+        ids = sorted(self.addresses)
+        got = await asyncio.gather(
+            *(self._admin(n).telemetry(TELEMETRY_TIMEOUT_S) for n in ids), return_exceptions=True
+        )
+        return {n: r for n, r in zip(ids, got, strict=True) if isinstance(r, TelemetrySnapshot)}
+
+    async def _monitoring_inputs(self) -> MonitoringInputs:
+        reports = []
+        for node_id, snap in (await self._collect_telemetry()).items():
+            seen = self._seen.setdefault(node_id, _NodeSeen())
+            reports.append(to_node_telemetry(snap, seen.last))
+            seen.last = snap
+        observed = await self._observations()
+        latencies, links, workload = gateway_inputs(
+            observed, self.core.controller.plan, self.blocks, self.source, self.settings.interval_s
+        )
+        return MonitoringInputs(
+            reports=reports,
+            links=links,
+            latencies=latencies,
+            workload=workload,
+            pending_privacy_high=int(observed.get("privacy_high_waiting", 0)),
+            failed_nodes=frozenset(observed.get("failed_nodes", ())),
+        )
+
+    async def _observations(self) -> dict[str, Any]:
+        if not self.gateway_url:
+            return {}
+        try:
+            resp = await self._http.get(
+                f"{self.gateway_url}/v1/observations", params={"after": self._gateway_seq}
+            )
+            resp.raise_for_status()
+            data: dict[str, Any] = resp.json()
+        except Exception as exc:  # the gateway being away must not stop monitoring the nodes
+            log.warning("no observations from the gateway: %s", exc)
+            return {}
+        self._gateway_seq = int(data.get("seq", self._gateway_seq))
+        return data
+
+    # --- reconfiguration broadcast ---------------------------------------------------------------
+
+    async def _roll_out(self, step: Step) -> None:
+        assert step.message is not None and step.plan is not None
+        plan, old = step.plan, self.core.controller.plan
+        required = sorted(plan.nodes)
+        # Nodes leaving the plan get it too (they load nothing) so they can release the old epoch.
+        leaving = sorted((old.nodes if old else frozenset()) - plan.nodes)
+        targets = [n for n in (*required, *leaving) if n in self.addresses]
+        started = time.perf_counter()
+        prepared = await asyncio.gather(
+            *(self._send_prepare(n, step.message) for n in targets), return_exceptions=True
+        )
+        prepare_s = time.perf_counter() - started
+        failed = {n for n, r in zip(targets, prepared, strict=True) if isinstance(r, BaseException)}
+        for n, r in zip(targets, prepared, strict=True):
+            if isinstance(r, BaseException):
+                log.warning("prepare of epoch %d failed on %s: %s", plan.epoch, n, r)
+        if failed & set(required) or set(required) - set(targets):
+            await self._abort(plan, targets, failed | (set(required) - set(targets)), prepare_s)
+            return
+        committed_on = [n for n in targets if n not in failed]
+        commit_started = time.perf_counter()
+        commit = self.core.commit_message(plan.epoch)
+        results = await asyncio.gather(
+            *(self._send(n, "commit", plan.epoch, commit) for n in committed_on), return_exceptions=True
+        )
+        bad = {n for n, r in zip(committed_on, results, strict=True) if isinstance(r, BaseException)}
+        if bad & set(required):
+            await self._abort(plan, targets, bad, prepare_s)
+            return
+        try:
+            await self._tell_gateway(plan)
+        except EdgesplitError as exc:
+            log.warning("the gateway refused epoch %d: %s", plan.epoch, exc)
+            await self._abort(plan, targets, frozenset(), prepare_s)
+            return
+        done = self.core.committed(plan.epoch, self.clock(), prepare_s, time.perf_counter() - commit_started)
+        await self._publish(done.event)
+        if done.message is not None and old is not None:
+            holders = [n for n in sorted(old.nodes | plan.nodes) if n in self.addresses]
+            self._later(self._release(old.epoch, holders, done.message))
+
+    async def _abort(
+        self, plan: Plan, targets: list[str], failed: set[str] | frozenset[str], prepare_s: float
+    ) -> None:
+        step = self.core.aborted(plan.epoch, self.clock(), frozenset(failed), prepare_s)
+        await self._publish(step.event)
+        if step.message is not None:
+            await asyncio.gather(
+                *(self._send(n, "release", plan.epoch, step.message) for n in targets if n not in failed),
+                return_exceptions=True,
+            )
+
+    async def _release(self, epoch: int, nodes: list[str], message: SignedMessage) -> None:
+        await asyncio.sleep(self.settings.release_delay_s)
+        results = await asyncio.gather(
+            *(self._send(n, "release", epoch, message) for n in nodes), return_exceptions=True
+        )
+        for n, r in zip(nodes, results, strict=True):
+            if isinstance(r, BaseException):
+                log.warning("release of epoch %d on %s failed: %s", epoch, n, r)
+
+    async def _send_prepare(self, node_id: str, message: SignedMessage) -> None:
+        await self._admin(node_id).prepare_raw(
+            message.payload, message.signature, self.settings.prepare_timeout_s
+        )
+
+    async def _send(self, node_id: str, what: str, epoch: int, message: SignedMessage) -> None:
+        admin = self._admin(node_id)
+        call = admin.commit if what == "commit" else admin.release
+        await call(epoch, CONTROL_TIMEOUT_S, message.payload, message.signature)
+
+    async def _tell_gateway(self, plan: Plan) -> None:
+        if not self.gateway_url:
+            return
+        from edgesplit.errors import NodeUnavailableError
+
+        body = {
+            "epoch": plan.epoch,
+            "segments": [
+                {"node": s.node_id, "start": s.start, "end": s.end, "address": self.addresses[s.node_id]}
+                for s in plan.segments
+            ],
+            "cost": {}
+            if plan.predicted_latency_s is None
+            else {"latency_ms": plan.predicted_latency_s * 1e3},
+            "solver": str(plan.meta.get("solver", "")),
+        }
+        try:
+            resp = await self._http.put(f"{self.gateway_url}/v1/plan", json=body)
+        except Exception as exc:
+            raise NodeUnavailableError(f"cannot reach the gateway at {self.gateway_url}: {exc}") from exc
+        if resp.status_code != 200:
+            raise NodeUnavailableError(f"the gateway refused plan epoch {plan.epoch}: {resp.text}")
+
+    # --- events ----------------------------------------------------------------------------------
+
+    async def _publish(self, event: DecisionEvent) -> None:
+        """One line on stdout, and the event in the gateway's ``/v1/events`` log."""
+        self.echo(describe(event))
+        if not self.gateway_url:
+            return
+        try:
+            await self._http.post(
+                f"{self.gateway_url}/v1/events", json={"kind": "decision", **event.to_dict()}
+            )
+        except Exception as exc:
+            log.warning("could not post event to the gateway: %s", exc)
+
+    def _later(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def describe(event: DecisionEvent) -> str:
+    """``decision: epoch 2 reconfigure -> epoch 3 [committed] bandwidth(device~mec1) ...`` on one line."""
+    parts = [f"decision: epoch {event.epoch} {event.action.value}"]
+    if event.new_epoch is not None:
+        parts.append(f"-> epoch {event.new_epoch}")
+    parts.append(f"[{event.outcome.value}]")
+    if event.triggers:
+        parts.append(
+            ",".join(f"{t.kind.value}({t.subject})" if t.subject else t.kind.value for t in event.triggers)
+        )
+    parts.append(event.reason)
+    if event.chosen is not None:
+        chain = " ".join(str(s) for s in segments_of(event.chosen.assignment))
+        parts.append(f"{event.chosen.kind.value}: {chain}")
+    if event.phases:
+        parts.append(" ".join(f"{k}={v:.3f}s" for k, v in event.phases.items()))
+    return " ".join(parts)
