@@ -15,7 +15,9 @@ Pure core (no sockets, threads or clocks; time is passed in as ``now``):
 * ``core``            ``OrchestratorCore``: controller + signing + store, in the order RB needs
 * ``config``          ``OrchestratorConfig`` (pydantic, cluster-file units) → the settings above
 
-The ``edgesplit orchestrator`` process is a thin shell around ``OrchestratorCore``:
+The ``edgesplit orchestrator`` process is a thin shell around ``OrchestratorCore`` — ``service``
+(``OrchestratorService``: the asyncio loop, gRPC and HTTP imported lazily) and ``cluster_facts``
+(declared facts and reference block costs from the cluster file, never its emulation section):
 
     core = OrchestratorCore(AdaptiveController(blocks, facts, sr.plan, sr.evaluate, store, settings),
                             store, load_or_create_private_key(key_path))

@@ -162,7 +162,7 @@ class OrchestratorService:
             if step.message is not None:
                 await self._roll_out(step)
             elif step.plan is not None:
-                await self._tell_gateway(step.plan)  # adopted: make sure the gateway routes on it
+                await self._adopted(step.plan)
             if on_ready is not None:
                 on_ready(self.core.controller.plan)
             while not stop.is_set():
@@ -305,6 +305,17 @@ class OrchestratorService:
         admin = self._admin(node_id)
         call = admin.commit if what == "commit" else admin.release
         await call(epoch, CONTROL_TIMEOUT_S, message.payload, message.signature)
+
+    async def _adopted(self, plan: Plan) -> None:
+        """After a restart: nodes serve ``plan``; tell the gateway only if it routes on an older epoch."""
+        if not self.gateway_url:
+            return
+        try:
+            resp = await self._http.get(f"{self.gateway_url}/v1/plan")
+            if int(resp.json().get("epoch", 0)) < plan.epoch:
+                await self._tell_gateway(plan)
+        except Exception as exc:  # serving goes on on the nodes' plan; the next change fixes the gateway
+            log.warning("could not check the gateway's plan after adopting epoch %d: %s", plan.epoch, exc)
 
     async def _tell_gateway(self, plan: Plan) -> None:
         if not self.gateway_url:

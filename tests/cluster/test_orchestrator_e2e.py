@@ -1,0 +1,133 @@
+"""The adaptive orchestrator process on a real local cluster: signed deploy, restart without redeploy,
+re-planning around a node killed with SIGKILL (Δt and T_cool compressed; defaults stay the paper's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from loopback_up import kill_pids, pid_alive
+
+from edgesplit.cluster.launcher import LocalCluster
+from edgesplit.cluster.loader import load_cluster
+from edgesplit.model.builtin import resolve_model
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "mec-3node.yaml"
+FAST = ["--interval", "0.3", "--cooldown", "1"]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = check()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def events(url: str) -> list[dict[str, Any]]:
+    text = httpx.get(f"{url}/v1/events", params={"follow": "false"}, timeout=10).text
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+
+
+def complete(url: str) -> dict[str, Any]:
+    body = {"model": "builtin:llama-tiny", "prompt": "Once upon", "max_tokens": 4, "temperature": 0}
+    resp = httpx.post(f"{url}/v1/completions", json=body, timeout=60)
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalCluster]:
+    cluster = load_cluster(EXAMPLE)
+    lc = LocalCluster(cluster, resolve_model(cluster.model), orchestrator_args=FAST)
+    try:
+        lc.start(150)
+        yield lc
+    finally:
+        pids = [c.proc.pid for c in lc.children]
+        lc.stop()
+        kill_pids([p for p in pids if pid_alive(p)])
+
+
+def test_signed_initial_plan_is_committed_and_recorded(local: LocalCluster) -> None:
+    plan = httpx.get(f"{local.gateway_url}/v1/plan", timeout=10).json()
+    assert plan["epoch"] == 1 == local.plan["epoch"]
+    assert [s["node"] for s in plan["segments"]] == [s["node"] for s in local.plan["segments"]]
+    committed = [
+        e for e in events(local.gateway_url) if e.get("kind") == "decision" and e["outcome"] == "committed"
+    ]
+    assert committed and committed[0]["new_epoch"] == 1
+    assert {"planning", "prepare", "commit"} <= set(committed[0]["phases"])
+    assert complete(local.gateway_url)["usage"]["completion_tokens"] == 4
+
+
+def test_restarted_orchestrator_adopts_the_served_plan(local: LocalCluster) -> None:
+    old = next(c for c in local.children if c.name == "orchestrator")
+    os.killpg(old.proc.pid, signal.SIGTERM)
+    old.proc.wait(timeout=30)
+    state = local.run_dir / "orchestrator"
+    ready = local.run_dir / "orchestrator-2.ready"
+    log = local.run_dir / "orchestrator-2.log"
+    args = [str(local.run_dir / "cluster.orchestrator.yaml"), "--gateway", local.gateway_url]
+    args += ["--ready-file", str(ready), "--state-dir", str(state), *FAST]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgesplit.cli.main", "orchestrator", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        adopted = wait_for(
+            "the restarted orchestrator", lambda: ready.exists() and json.loads(ready.read_text()), 90
+        )
+        assert adopted["epoch"] == 1
+        assert "adopted epoch 1" in log.read_text()
+        assert httpx.get(f"{local.gateway_url}/v1/plan", timeout=10).json()["epoch"] == 1  # no redeploy
+        assert complete(local.gateway_url)["usage"]["completion_tokens"] == 4
+    finally:
+        old.proc = proc  # the fixture's teardown stops it by PID
+
+
+def test_a_killed_node_is_planned_around(local: LocalCluster) -> None:
+    """mec1 dies (SIGKILL): after the heartbeat timeout the node-loss trigger commits a plan without it."""
+    before = httpx.get(f"{local.gateway_url}/v1/plan", timeout=10).json()
+    assert "mec1" in {s["node"] for s in before["segments"]}
+    mec1 = next(c for c in local.children if c.name == "node mec1")
+    os.killpg(mec1.proc.pid, signal.SIGKILL)
+    mec1.proc.wait(timeout=10)
+
+    def replanned() -> dict[str, Any] | None:
+        plan = httpx.get(f"{local.gateway_url}/v1/plan", timeout=10).json()
+        return plan if plan["epoch"] > before["epoch"] else None
+
+    after = wait_for("a plan without mec1", replanned, 60)
+    assert "mec1" not in {s["node"] for s in after["segments"]}
+    trusted = {"device", "mec1"}
+    for seg in after["segments"]:  # embedding, layer 0 and head (blocks 0, 1, 5) stay on trusted nodes
+        if any(seg["start"] <= b < seg["end"] for b in (0, 1, 5)):
+            assert seg["node"] in trusted
+    loss = [
+        e
+        for e in events(local.gateway_url)
+        if e.get("kind") == "decision" and e.get("new_epoch") == after["epoch"]
+    ]
+    assert any(t["kind"] == "node_loss" for e in loss for t in e["triggers"]), loss
+    assert complete(local.gateway_url)["usage"]["completion_tokens"] == 4
