@@ -41,7 +41,8 @@ With --json, stdout holds only one JSON object:
                          both the embedding and the head),
     kv_bytes_per_token   KV cache per token: 2 * kv_heads * head_dim * dtype_bytes (layers; else 0),
     out_bytes_per_token  what one token's output weighs on the wire: hidden * dtype_bytes, or 4
-                         for the head (a token id returns to the source, not logits),
+                         for the head (a token id returns to the source, not logits);
+                         also as out_bytes, the planner problem file's name for it,
     flops_per_token      decode FLOPs of one token at context C = base + per_context_token * C,
     decode_flops         {base, per_context_token}: layers 2*P + 4*d*c (P = matmul weights),
     prefill_flops        {fixed, linear, quadratic}: a prompt of s tokens costs

@@ -131,6 +131,7 @@ def costs_as_json(costs: ModelCosts, path: str, context: int) -> dict[str, Any]:
             "param_bytes": b.param_bytes,
             "kv_bytes_per_token": b.kv_bytes_per_token,
             "out_bytes_per_token": b.out_bytes_per_token,
+            "out_bytes": b.out_bytes_per_token,
             "flops_per_token": b.flops.decode(context),
             "decode_flops": {"base": b.flops.decode_base, "per_context_token": b.flops.decode_per_context},
             "prefill_flops": {
