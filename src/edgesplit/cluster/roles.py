@@ -126,6 +126,7 @@ def gateway_config(
         step_timeout_s=section.step_timeout_s,
         max_concurrent_requests=section.max_concurrent_requests,
         max_reprefills=4,
+        failover_wait_s=section.request_timeout_s,  # the orchestrator re-plans around a lost node
         source_node=source,
         emulated_links={p: EmulatedLinkConfig(**s) for p, s in _links_from(cluster, source).items()},
     )

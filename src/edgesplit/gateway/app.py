@@ -81,6 +81,7 @@ def create_app(
         request_timeout_s=config.request_timeout_s,
         step_timeout_s=config.step_timeout_s,
         max_reprefills=config.max_reprefills,
+        failover_wait_s=config.failover_wait_s,
     )
     decoder = Decoder(client, routes, codec.eos_token_ids, limits)
     service = GatewayService(config, codec, decoder, metrics)

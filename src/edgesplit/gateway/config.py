@@ -56,6 +56,9 @@ class GatewayConfig(BaseModel):
     """Requests decoded at once; more are answered 503 at once rather than queued without bound."""
     max_reprefills: int = Field(default=4, ge=0)
     """How often one request may rebuild its caches from history before giving up."""
+    failover_wait_s: float = Field(default=0.0, ge=0)
+    """When a node of the route fails, wait this long for the orchestrator's recovery plan (a newer
+    epoch) and re-prefill on it; 0 answers the error at once (no orchestrator to wait for)."""
     api_keys: list[str] = Field(default_factory=list)
     """When set, /v1/* requests need ``Authorization: Bearer KEY`` (/health and /metrics stay open)."""
     admin_token: str | None = None

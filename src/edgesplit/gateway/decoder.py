@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from edgesplit.errors import SessionNotFoundError
+from edgesplit.errors import NodeUnavailableError, SessionNotFoundError, TransportError
 from edgesplit.gateway.observations import GatewayObservations
 from edgesplit.gateway.routes import RouteBook
 from edgesplit.model.steps import SamplingParams
@@ -26,6 +26,8 @@ class DecodeLimits:
     step_timeout_s: float = 10.0
     max_reprefills: int = 4
     end_session_timeout_s: float = 2.0
+    failover_wait_s: float = 0.0
+    """A failed node: wait up to this long for a newer committed epoch, then re-prefill on it."""
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,14 @@ class Decoder:
                         len(history),
                         list(result.timings),
                     )
-                except SessionNotFoundError:
-                    # 3) A hop lost the cache (restart, eviction): replay the history on a fresh session.
+                except (SessionNotFoundError, NodeUnavailableError, TransportError) as exc:
+                    # 3) A hop lost the cache (restart, eviction) or died: replay the history on a fresh
+                    #    session — after a died node, on the orchestrator's recovery plan (newer epoch).
                     state.reprefills += 1
                     if state.reprefills > self._limits.max_reprefills:
                         raise
+                    if not isinstance(exc, SessionNotFoundError):
+                        await self._await_newer_epoch(route.epoch, deadline, exc)
                     self._end_later(session)
                     session = None
                     continue
@@ -136,6 +141,17 @@ class Decoder:
             self.observations.live_sessions -= 1
             if session is not None:
                 self._end_later(session)
+
+    async def _await_newer_epoch(self, epoch: int, deadline: float, error: Exception) -> None:
+        """Wait (bounded by ``failover_wait_s`` and the request deadline) for a plan newer than ``epoch``."""
+        until = min(deadline, time.monotonic() + self._limits.failover_wait_s)
+        while True:
+            plan = self._routes.plan
+            if plan is not None and plan.route.epoch > epoch:
+                return
+            if time.monotonic() >= until:
+                raise error
+            await asyncio.sleep(0.05)
 
     def untrusted_privacy_hops(self, route: Route) -> set[str]:
         return self._routes.untrusted_privacy_hops(route)
