@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from edgesplit.orchestrator.events import Action, DecisionEvent, Outcome, TriggerFiring, TriggerKind
 from edgesplit.orchestrator.plans import Plan
 from edgesplit.orchestrator.problem_builder import BlockCost
+from edgesplit.orchestrator.profiler import CapacityProfiler, NodeTelemetry
 from edgesplit.orchestrator.service import describe, gateway_inputs, to_node_telemetry
 from edgesplit.wire.messages import SegmentStats, TelemetrySnapshot
 
@@ -82,3 +85,13 @@ def test_one_line_per_event_names_trigger_outcome_and_chain() -> None:
     assert "\n" not in line
     assert line.startswith("decision: epoch 1 reconfigure -> epoch 2 [committed] node_loss(mec1) node lost")
     assert "prepare=0.250s" in line
+
+
+def test_a_node_holding_only_zero_work_blocks_has_no_speed_yet() -> None:
+    """An embedding lookup has no reference FLOPs: its measured time cannot give a speed, and a speed
+    of 0 would make the planner problem invalid (seen live: device held only block 0)."""
+    prof = CapacityProfiler({0: 0.0, 1: 0.002})
+    prof.add_node_report(NodeTelemetry("device", 1, 0.1, 1.0, 0.1, block_decode_s={0: 0.0004}), 0.0)
+    assert prof.snapshot(0.0).nodes["device"].speed is None
+    prof.add_node_report(NodeTelemetry("device", 2, 0.1, 1.0, 0.1, block_decode_s={0: 0.0004, 1: 0.001}), 1.0)
+    assert prof.snapshot(1.0).nodes["device"].speed == pytest.approx(2.0)  # block 1: 2 ms of work in 1 ms

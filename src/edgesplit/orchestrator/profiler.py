@@ -239,11 +239,11 @@ class CapacityProfiler:
         for block in sorted(measured):
             seconds = measured[block]
             ref = self._reference.get(block)
-            if ref is None or seconds <= 0:
-                continue
+            if ref is None or ref <= 0 or seconds <= 0:
+                continue  # a block with no reference work (an embedding lookup) says nothing of speed
             reference += ref
             busy += seconds * (1.0 - background)
-        return reference / busy if busy > 0 else None
+        return reference / busy if busy > 0 and reference > 0 else None
 
     def add_link_observation(self, obs: LinkObservation, now_s: float) -> None:
         key = link_key(obs.a, obs.b)

@@ -174,8 +174,13 @@ class OrchestratorService:
                     pass
                 # 3) Collect what arrived since the last cycle: node telemetry, gateway observations.
                 inputs = await self._monitoring_inputs()
-                # 4) One cycle of Algorithm 1.
-                step = self.core.tick(self.clock(), inputs)
+                # 4) One cycle of Algorithm 1. A failing cycle is logged and skipped: serving goes on
+                #    on the committed plan, and the next cycle starts from fresh measurements.
+                try:
+                    step = self.core.tick(self.clock(), inputs)
+                except EdgesplitError as exc:
+                    log.error("monitoring cycle failed (plan unchanged): %s", exc)
+                    continue
                 if step.event.event_id is not None or step.event.action is not Action.KEEP:
                     await self._publish(step.event)
                 # 5) A new plan: prepare → all ready → commit → gateway → release old (abort on failure).
