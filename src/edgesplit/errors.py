@@ -6,6 +6,7 @@
     │   │   └── InvalidProblemError (F) a planner problem is malformed (code "invalid_problem")
     │   ├── ModelLoadError      (F)     checkpoint missing, corrupt, or not a decoder-only LM
     │   ├── UnsupportedArchitectureError (F)  a model whose layers cannot be found or split
+    │   ├── UnsupportedOptionError (F)  a known API option edgesplit does not implement
     │   ├── SegmentSpecError    (F)     segments overlap, leave a gap or go out of range
     │   └── InfeasibleError     (F)     no assignment satisfies memory, links and privacy
     ├── ShardIntegrityError     (F)     a shard's bytes do not match its manifest's SHA-256
@@ -54,6 +55,16 @@ class ModelLoadError(UserInputError):
 
 class UnsupportedArchitectureError(UserInputError):
     code = "unsupported_architecture"
+
+
+class UnsupportedOptionError(UserInputError):
+    """A known OpenAI option edgesplit does not implement (kept explicit, never silently ignored)."""
+
+    code = "unsupported_option"
+
+    def __init__(self, message: str, param: str = "") -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class SegmentSpecError(UserInputError):

@@ -79,7 +79,12 @@ def test_concurrent_streams_over_batched_segments(
 
     async def main() -> list[str]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=http.app), base_url="http://gw") as ac:
-            return await asyncio.gather(*(one(ac, p) for p in prompts))
+            texts = await asyncio.gather(*(one(ac, p) for p in prompts))
+        # Sessions end after the last chunk is sent: wait for that (bounded) before this loop closes.
+        deadline = asyncio.get_running_loop().time() + 30.0
+        while client.held_sessions() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        return list(texts)
 
     texts = asyncio.run(main())
     assert texts == [greedy(block_model, codec, codec.encode_prompt(p), 8) for p in prompts]

@@ -35,6 +35,7 @@ ERROR_TABLE: dict[type[errors.EdgesplitError], tuple[int, str]] = {
     errors.InvalidProblemError: (400, "invalid_request_error"),
     errors.ModelLoadError: (500, "server_error"),
     errors.UnsupportedArchitectureError: (500, "server_error"),
+    errors.UnsupportedOptionError: (400, "invalid_request_error"),
     errors.SegmentSpecError: (400, "invalid_request_error"),
     errors.InfeasibleError: (503, "unavailable_error"),
     errors.ShardIntegrityError: (500, "server_error"),

@@ -11,17 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from edgesplit.errors import UserInputError
-
-
-class UnsupportedOptionError(UserInputError):
-    """A known OpenAI option edgesplit does not implement (kept explicit, never silently ignored)."""
-
-    code = "unsupported_option"
-
-    def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.param = param
+from edgesplit.errors import UnsupportedOptionError
 
 
 class StreamOptions(BaseModel):

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 
-from edgesplit.errors import CapacityError
+from edgesplit.errors import CapacityError, UnsupportedOptionError
 from edgesplit.gateway.config import GatewayConfig
 from edgesplit.gateway.decoder import Decoder, GenerationRequest, GenerationState
 from edgesplit.gateway.error_map import ApiError, bad_request, to_api_error
@@ -25,7 +25,6 @@ from edgesplit.gateway.metrics import GatewayMetrics
 from edgesplit.gateway.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
-    UnsupportedOptionError,
     chat_body,
     chat_chunk,
     completion_body,

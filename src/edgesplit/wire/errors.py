@@ -17,6 +17,7 @@ STATUS_BY_ERROR: dict[type[E.EdgesplitError], grpc.StatusCode] = {
     E.InvalidProblemError: grpc.StatusCode.INVALID_ARGUMENT,
     E.ModelLoadError: grpc.StatusCode.FAILED_PRECONDITION,
     E.UnsupportedArchitectureError: grpc.StatusCode.FAILED_PRECONDITION,
+    E.UnsupportedOptionError: grpc.StatusCode.INVALID_ARGUMENT,
     E.SegmentSpecError: grpc.StatusCode.INVALID_ARGUMENT,
     E.InfeasibleError: grpc.StatusCode.FAILED_PRECONDITION,
     E.ShardIntegrityError: grpc.StatusCode.DATA_LOSS,
