@@ -1,18 +1,17 @@
-"""Placeholder orchestrator: compute an initial plan from declared facts and deploy it (prepare → commit).
+"""Initial plan from declared facts, before anything is measured (the orchestrator's baseline d_0).
 
 Reads only what an operator declares (nodes, trust, memory, links, privacy, weights) and the model's
-block sizes; never the ``emulation`` section (DESIGN §3). The adaptive controller replaces this loop.
+block sizes; never the ``emulation`` section (DESIGN §3). Deployment is the orchestrator service's job.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgesplit.cluster.config import ClusterConfig
-from edgesplit.errors import InfeasibleError, NodeUnavailableError
+from edgesplit.errors import InfeasibleError
 
 #: Reference compute rate for the cost model until nodes are profiled: FLOP/s of a speed-1.0 node.
 REFERENCE_FLOPS_PER_S = 1e9
@@ -126,47 +125,3 @@ def simple_plan(cluster: ClusterConfig, facts: ModelFacts, privacy_blocks: list[
     target = others[0].id if others else source
     assignment = tuple(source if b in privacy_blocks else target for b in range(facts.num_blocks))
     return InitialPlan(assignment, "simple", {})
-
-
-async def deploy(
-    plan: InitialPlan,
-    epoch: int,
-    addresses: dict[str, str],
-    gateway_url: str | None,
-    admin_token: str | None = None,
-    timeout_s: float = 120.0,
-) -> None:
-    """Prepare on every node of the plan, commit on all, then tell the gateway (DESIGN §4.6)."""
-    import httpx
-
-    from edgesplit.transport.node_admin import NodeAdmin
-    from edgesplit.wire.messages import PlanSegment, PlanSpec
-
-    spec = PlanSpec(epoch, tuple(PlanSegment(node=n, start=s, end=e) for n, s, e in plan.segments()))
-    used = sorted({n for n, _, _ in plan.segments()})
-    admins = {n: NodeAdmin(addresses[n]) for n in used}
-    try:
-        ready = await asyncio.gather(*(a.wait_serving(timeout_s) for a in admins.values()))
-        dead = [n for n, ok in zip(admins, ready, strict=True) if not ok]
-        if dead:
-            raise NodeUnavailableError(
-                f"node(s) {', '.join(dead)} did not become healthy within {timeout_s:.0f} s"
-            )
-        await asyncio.gather(*(a.prepare(spec, timeout_s=timeout_s) for a in admins.values()))
-        await asyncio.gather(*(a.commit(epoch) for a in admins.values()))
-    finally:
-        await asyncio.gather(*(a.close() for a in admins.values()), return_exceptions=True)
-    if gateway_url:
-        body = {
-            "epoch": epoch,
-            "segments": [
-                {"node": n, "start": s, "end": e, "address": addresses[n]} for n, s, e in plan.segments()
-            ],
-            "cost": plan.cost,
-            "solver": plan.solver,
-        }
-        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
-        async with httpx.AsyncClient(timeout=10.0) as http:
-            resp = await http.put(f"{gateway_url}/v1/plan", json=body, headers=headers)
-            if resp.status_code != 200:
-                raise NodeUnavailableError(f"the gateway refused plan epoch {epoch}: {resp.text}")
