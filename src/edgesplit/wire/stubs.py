@@ -6,6 +6,7 @@ Callers (transport/, node/) never see protobuf; every call takes a deadline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -106,19 +107,20 @@ class NodeStub:
     async def commit(
         self, epoch: int, timeout_s: float, signed: bytes = b"", signature: bytes = b""
     ) -> EpochState:
-        try:
-            request = node_pb2.EpochRequest(epoch=epoch, signed=signed, signature=signature)
-            reply = await self._stub.Commit(request, timeout=timeout_s)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc, self._peer) from None
-        return _epoch_state(reply)
+        return await self._epoch_call(self._stub.Commit, epoch, timeout_s, signed, signature)
 
     async def release(
         self, epoch: int, timeout_s: float, signed: bytes = b"", signature: bytes = b""
     ) -> EpochState:
+        return await self._epoch_call(self._stub.Release, epoch, timeout_s, signed, signature)
+
+    async def _epoch_call(
+        self, rpc: Any, epoch: int, timeout_s: float, signed: bytes, signature: bytes
+    ) -> EpochState:
+        """Commit and Release share one request shape: an epoch and the signed message behind it."""
         try:
             request = node_pb2.EpochRequest(epoch=epoch, signed=signed, signature=signature)
-            reply = await self._stub.Release(request, timeout=timeout_s)
+            reply = await rpc(request, timeout=timeout_s)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self._peer) from None
         return _epoch_state(reply)
