@@ -3,7 +3,8 @@
     EdgesplitError                      base; ``exit_code`` is what the CLI exits with
     ├── UserInputError          (F)     bad input from a person: a file, a flag, a request; CLI exit 2
     │   ├── ConfigError         (F)     a cluster/scenario/problem file fails validation
-    │   │   └── InvalidProblemError (F) a planner problem is malformed (code "invalid_problem")
+    │   │   ├── InvalidProblemError (F) a planner problem is malformed (code "invalid_problem")
+    │   │   └── ScenarioError   (F)     a benchmark scenario fails validation (code "invalid_scenario")
     │   ├── ModelLoadError      (F)     checkpoint missing, corrupt, or not a decoder-only LM
     │   ├── UnsupportedArchitectureError (F)  a model whose layers cannot be found or split
     │   ├── UnsupportedOptionError (F)  a known API option edgesplit does not implement
@@ -47,6 +48,12 @@ class InvalidProblemError(ConfigError):
     """A planner problem (file or mapping) is malformed; the message names the field."""
 
     code = "invalid_problem"
+
+
+class ScenarioError(ConfigError):
+    """A scenario file (cluster + workload + SLA + events) is invalid; raised before anything starts."""
+
+    code = "invalid_scenario"
 
 
 class ModelLoadError(UserInputError):

@@ -33,6 +33,7 @@ ERROR_TABLE: dict[type[errors.EdgesplitError], tuple[int, str]] = {
     errors.UserInputError: (400, "invalid_request_error"),
     errors.ConfigError: (400, "invalid_request_error"),
     errors.InvalidProblemError: (400, "invalid_request_error"),
+    errors.ScenarioError: (400, "invalid_request_error"),
     errors.ModelLoadError: (500, "server_error"),
     errors.UnsupportedArchitectureError: (500, "server_error"),
     errors.UnsupportedOptionError: (400, "invalid_request_error"),

@@ -15,6 +15,7 @@ STATUS_BY_ERROR: dict[type[E.EdgesplitError], grpc.StatusCode] = {
     E.UserInputError: grpc.StatusCode.INVALID_ARGUMENT,
     E.ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
     E.InvalidProblemError: grpc.StatusCode.INVALID_ARGUMENT,
+    E.ScenarioError: grpc.StatusCode.INVALID_ARGUMENT,
     E.ModelLoadError: grpc.StatusCode.FAILED_PRECONDITION,
     E.UnsupportedArchitectureError: grpc.StatusCode.FAILED_PRECONDITION,
     E.UnsupportedOptionError: grpc.StatusCode.INVALID_ARGUMENT,
