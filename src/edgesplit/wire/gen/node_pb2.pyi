@@ -53,7 +53,7 @@ class HopTiming(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., queue_s: _Optional[float] = ..., compute_s: _Optional[float] = ..., send_s: _Optional[float] = ...) -> None: ...
 
 class StepRequest(_message.Message):
-    __slots__ = ("session_id", "step_id", "epoch", "hops", "hop_index", "position", "inputs", "sampling", "reply_address", "reply_node_id", "timings", "budget_s")
+    __slots__ = ("session_id", "step_id", "epoch", "hops", "hop_index", "position", "inputs", "sampling", "reply_address", "reply_node_id", "timings", "budget_s", "privacy_none")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class StepRequest(_message.Message):
     REPLY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     BUDGET_S_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_NONE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     step_id: int
     epoch: int
@@ -78,7 +79,8 @@ class StepRequest(_message.Message):
     reply_node_id: str
     timings: _containers.RepeatedCompositeFieldContainer[HopTiming]
     budget_s: float
-    def __init__(self, session_id: _Optional[str] = ..., step_id: _Optional[int] = ..., epoch: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[HopSpec, _Mapping]]] = ..., hop_index: _Optional[int] = ..., position: _Optional[int] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., reply_address: _Optional[str] = ..., reply_node_id: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[HopTiming, _Mapping]]] = ..., budget_s: _Optional[float] = ...) -> None: ...
+    privacy_none: bool
+    def __init__(self, session_id: _Optional[str] = ..., step_id: _Optional[int] = ..., epoch: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[HopSpec, _Mapping]]] = ..., hop_index: _Optional[int] = ..., position: _Optional[int] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., reply_address: _Optional[str] = ..., reply_node_id: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[HopTiming, _Mapping]]] = ..., budget_s: _Optional[float] = ..., privacy_none: _Optional[bool] = ...) -> None: ...
 
 class StepAck(_message.Message):
     __slots__ = ()
@@ -199,8 +201,45 @@ class EmulationReply(_message.Message):
     def __init__(self, emulation_json: _Optional[str] = ...) -> None: ...
 
 class TelemetryRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("peers",)
+    class PeersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    peers: _containers.ScalarMap[str, str]
+    def __init__(self, peers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ProbeRequest(_message.Message):
+    __slots__ = ("from_node_id", "payload")
+    FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    from_node_id: str
+    payload: bytes
+    def __init__(self, from_node_id: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class ProbeReply(_message.Message):
+    __slots__ = ("received_bytes",)
+    RECEIVED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    received_bytes: int
+    def __init__(self, received_bytes: _Optional[int] = ...) -> None: ...
+
+class LinkProbe(_message.Message):
+    __slots__ = ("peer", "rtt_s", "bandwidth_bps", "seq", "probe_bytes")
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    RTT_S_FIELD_NUMBER: _ClassVar[int]
+    BANDWIDTH_BPS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    PROBE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    peer: str
+    rtt_s: float
+    bandwidth_bps: float
+    seq: int
+    probe_bytes: int
+    def __init__(self, peer: _Optional[str] = ..., rtt_s: _Optional[float] = ..., bandwidth_bps: _Optional[float] = ..., seq: _Optional[int] = ..., probe_bytes: _Optional[int] = ...) -> None: ...
 
 class SegmentStats(_message.Message):
     __slots__ = ("start", "end", "prefill_s_per_token", "decode_s_per_step", "steps", "sessions")
@@ -219,7 +258,7 @@ class SegmentStats(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., prefill_s_per_token: _Optional[float] = ..., decode_s_per_step: _Optional[float] = ..., steps: _Optional[int] = ..., sessions: _Optional[int] = ...) -> None: ...
 
 class Telemetry(_message.Message):
-    __slots__ = ("node_id", "cpu_utilization", "rss_bytes", "gpu_utilization", "segments", "activation_bytes_in", "activation_bytes_out", "queue_depth", "active_sessions", "epochs", "uptime_s", "block_decode_s", "block_prefill_s", "busy_s_total", "mem_available_bytes", "seq")
+    __slots__ = ("node_id", "cpu_utilization", "rss_bytes", "gpu_utilization", "segments", "activation_bytes_in", "activation_bytes_out", "queue_depth", "active_sessions", "epochs", "uptime_s", "block_decode_s", "block_prefill_s", "busy_s_total", "mem_available_bytes", "seq", "link_probes", "cached_blocks", "shard_fetch_bps")
     class BlockDecodeSEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +289,9 @@ class Telemetry(_message.Message):
     BUSY_S_TOTAL_FIELD_NUMBER: _ClassVar[int]
     MEM_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    LINK_PROBES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FETCH_BPS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     cpu_utilization: float
     rss_bytes: int
@@ -266,4 +308,49 @@ class Telemetry(_message.Message):
     busy_s_total: float
     mem_available_bytes: int
     seq: int
-    def __init__(self, node_id: _Optional[str] = ..., cpu_utilization: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., gpu_utilization: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[SegmentStats, _Mapping]]] = ..., activation_bytes_in: _Optional[int] = ..., activation_bytes_out: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., epochs: _Optional[_Iterable[int]] = ..., uptime_s: _Optional[float] = ..., block_decode_s: _Optional[_Mapping[int, float]] = ..., block_prefill_s: _Optional[_Mapping[int, float]] = ..., busy_s_total: _Optional[float] = ..., mem_available_bytes: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+    link_probes: _containers.RepeatedCompositeFieldContainer[LinkProbe]
+    cached_blocks: _containers.RepeatedScalarFieldContainer[int]
+    shard_fetch_bps: float
+    def __init__(self, node_id: _Optional[str] = ..., cpu_utilization: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., gpu_utilization: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[SegmentStats, _Mapping]]] = ..., activation_bytes_in: _Optional[int] = ..., activation_bytes_out: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., epochs: _Optional[_Iterable[int]] = ..., uptime_s: _Optional[float] = ..., block_decode_s: _Optional[_Mapping[int, float]] = ..., block_prefill_s: _Optional[_Mapping[int, float]] = ..., busy_s_total: _Optional[float] = ..., mem_available_bytes: _Optional[int] = ..., seq: _Optional[int] = ..., link_probes: _Optional[_Iterable[_Union[LinkProbe, _Mapping]]] = ..., cached_blocks: _Optional[_Iterable[int]] = ..., shard_fetch_bps: _Optional[float] = ...) -> None: ...
+
+class KVExportRequest(_message.Message):
+    __slots__ = ("session_id", "start", "end")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    start: int
+    end: int
+    def __init__(self, session_id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class LayerKV(_message.Message):
+    __slots__ = ("layer", "keys", "values")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    keys: Tensor
+    values: Tensor
+    def __init__(self, layer: _Optional[int] = ..., keys: _Optional[_Union[Tensor, _Mapping]] = ..., values: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class KVState(_message.Message):
+    __slots__ = ("session_id", "start", "end", "length", "layers", "epoch")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    start: int
+    end: int
+    length: int
+    layers: _containers.RepeatedCompositeFieldContainer[LayerKV]
+    epoch: int
+    def __init__(self, session_id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., length: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerKV, _Mapping]]] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class KVImportReply(_message.Message):
+    __slots__ = ("length",)
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    length: int
+    def __init__(self, length: _Optional[int] = ...) -> None: ...

@@ -79,6 +79,21 @@ class NodeStub:
                 request_serializer=node__pb2.TelemetryRequest.SerializeToString,
                 response_deserializer=node__pb2.Telemetry.FromString,
                 _registered_method=True)
+        self.Probe = channel.unary_unary(
+                '/edgesplit.v1.Node/Probe',
+                request_serializer=node__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=node__pb2.ProbeReply.FromString,
+                _registered_method=True)
+        self.ExportKV = channel.unary_unary(
+                '/edgesplit.v1.Node/ExportKV',
+                request_serializer=node__pb2.KVExportRequest.SerializeToString,
+                response_deserializer=node__pb2.KVState.FromString,
+                _registered_method=True)
+        self.ImportKV = channel.unary_unary(
+                '/edgesplit.v1.Node/ImportKV',
+                request_serializer=node__pb2.KVState.SerializeToString,
+                response_deserializer=node__pb2.KVImportReply.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -138,6 +153,24 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Probe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportKV(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportKV(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +218,21 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.GetTelemetry,
                     request_deserializer=node__pb2.TelemetryRequest.FromString,
                     response_serializer=node__pb2.Telemetry.SerializeToString,
+            ),
+            'Probe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Probe,
+                    request_deserializer=node__pb2.ProbeRequest.FromString,
+                    response_serializer=node__pb2.ProbeReply.SerializeToString,
+            ),
+            'ExportKV': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportKV,
+                    request_deserializer=node__pb2.KVExportRequest.FromString,
+                    response_serializer=node__pb2.KVState.SerializeToString,
+            ),
+            'ImportKV': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportKV,
+                    request_deserializer=node__pb2.KVState.FromString,
+                    response_serializer=node__pb2.KVImportReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +478,87 @@ class Node:
             '/edgesplit.v1.Node/GetTelemetry',
             node__pb2.TelemetryRequest.SerializeToString,
             node__pb2.Telemetry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Probe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.Node/Probe',
+            node__pb2.ProbeRequest.SerializeToString,
+            node__pb2.ProbeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportKV(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.Node/ExportKV',
+            node__pb2.KVExportRequest.SerializeToString,
+            node__pb2.KVState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportKV(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.Node/ImportKV',
+            node__pb2.KVState.SerializeToString,
+            node__pb2.KVImportReply.FromString,
             options,
             channel_credentials,
             insecure,
