@@ -98,6 +98,7 @@ def orchestrator(
     admin_token_file: Path | None = None,
     interval_s: float | None = None,
     cooldown_s: float | None = None,
+    http_listen: str = "127.0.0.1:0",
 ) -> None:
     """The adaptive orchestrator: deploy (or adopt) a plan, then monitor and reconfigure until stopped."""
     import asyncio
@@ -109,6 +110,7 @@ def orchestrator(
     from edgesplit.orchestrator.config import OrchestratorConfig, ThresholdsConfig
     from edgesplit.orchestrator.controller import AdaptiveController
     from edgesplit.orchestrator.core import OrchestratorCore
+    from edgesplit.orchestrator.http_api import bind, controller_problem, create_app, serve, url_of
     from edgesplit.orchestrator.plans import Plan
     from edgesplit.orchestrator.service import OrchestratorService, ServiceSettings
     from edgesplit.orchestrator.signing import load_or_create_private_key
@@ -143,6 +145,8 @@ def orchestrator(
     )
     core = OrchestratorCore(controller, store, load_or_create_private_key(config.key_path))
     token = _read_token(admin_token_file) if admin_token_file is not None else None
+    http_sock = bind(http_listen)
+    http_url = url_of(http_sock)
 
     def ready(plan: Plan | None) -> None:
         if plan is None:
@@ -152,6 +156,7 @@ def orchestrator(
             "segments": [{"node": g.node_id, "start": g.start, "end": g.end} for g in plan.segments],
             "solver": str(plan.meta.get("solver", "adaptive")),
             "predicted_latency_s": plan.predicted_latency_s,
+            "http_url": http_url,
         }
         if ready_file is not None:
             tmp = ready_file.with_suffix(".tmp")
@@ -168,6 +173,11 @@ def orchestrator(
         token,
         ServiceSettings(interval_s=config.monitor_interval_s),
         echo=lambda line: typer.echo(line),
+        http_url=http_url,
+    )
+    http_app = create_app(
+        controller_problem(controller, service.clock),
+        status=lambda: {"epoch": controller.plan.epoch if controller.plan else 0},
     )
 
     async def main() -> None:
@@ -175,7 +185,12 @@ def orchestrator(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await service.run(stop, ready)
+        http_task = asyncio.create_task(serve(http_app, http_sock, stop))
+        try:
+            await service.run(stop, ready)
+        finally:
+            stop.set()
+            await http_task
 
     try:
         asyncio.run(main())
@@ -238,8 +253,20 @@ def register(app: typer.Typer) -> None:
         cooldown_s: float | None = typer.Option(
             None, "--cooldown", min=0.0, help="Override the cluster file's T_cool (seconds), e.g. in tests."
         ),
+        http_listen: str = typer.Option(
+            "127.0.0.1:0",
+            "--http-listen",
+            help="HOST:PORT of GET /v1/plan/preview and /healthz (port 0: any).",
+        ),
     ) -> None:
         """The adaptive orchestrator: deploy or adopt a plan, then monitor and reconfigure (signed plans)."""
         orchestrator(
-            cluster_file, gateway_url, ready_file, state_dir, admin_token_file, interval_s, cooldown_s
+            cluster_file,
+            gateway_url,
+            ready_file,
+            state_dir,
+            admin_token_file,
+            interval_s,
+            cooldown_s,
+            http_listen,
         )

@@ -56,6 +56,8 @@ class LocalCluster:
     addresses: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
+    orchestrator_url: str = ""
+    """The orchestrator's HTTP API (GET /v1/plan/preview, /healthz), from its ready file."""
     orchestrator_args: list[str] = field(default_factory=list)
     """Extra `edgesplit orchestrator` flags (``--interval``, ``--cooldown``), e.g. for tests."""
 
@@ -111,6 +113,7 @@ class LocalCluster:
             ],
         )
         self.plan = self._await_ready("orchestrator", orch_ready, deadline)
+        self.orchestrator_url = str(self.plan.get("http_url", ""))
         return self.gateway_url
 
     def _spawn(self, name: str, args: list[str]) -> None:

@@ -98,6 +98,7 @@ def create_app(
     app.state.service = service
     app.state.routes = routes
     app.state.metrics = metrics
+    app.state.orchestrator_url = None
 
     async def _mapped_error(_: Request, exc: Exception) -> JSONResponse:
         error = to_api_error(exc)
@@ -122,7 +123,7 @@ def create_app(
         """Bearer keys on /v1/* (when configured); plan and event writes are admin-only."""
         path, method = request.url.path, request.method
         token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if method in ("PUT", "POST") and path in ("/v1/plan", "/v1/events"):
+        if method in ("PUT", "POST") and path in ("/v1/plan", "/v1/events", "/v1/orchestrator"):
             host = request.client.host if request.client else ""
             allowed = _same(token, config.admin_token) if config.admin_token else host in _LOOPBACK
             if not allowed:
@@ -206,6 +207,35 @@ def create_app(
         metrics.plan_epoch.set(commit.epoch)
         await events.add({"kind": "plan_committed", **(routes.plan.as_json() if routes.plan else {})})
         return routes.plan.as_json() if routes.plan else {}
+
+    @app.put("/v1/orchestrator")
+    async def put_orchestrator(request: Request) -> dict[str, Any]:
+        """The orchestrator says where its own HTTP API is (for the plan preview proxy)."""
+        try:
+            url = json.loads(await request.body()).get("url")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+            raise bad_request('send {"url": "http://HOST:PORT"}', "url") from exc
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise bad_request("`url` must be an http(s) URL", "url")
+        app.state.orchestrator_url = url.rstrip("/")
+        return {"url": app.state.orchestrator_url}
+
+    @app.get("/v1/plan/preview")
+    async def plan_preview(request: Request) -> Response:
+        """Proxied to the orchestrator: the plan it would choose now from what it measures."""
+        url = app.state.orchestrator_url
+        if url is None:
+            raise ApiError(503, "no orchestrator has announced itself to this gateway", "unavailable_error")
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(timeout=config.request_timeout_s) as http:
+                resp = await http.get(f"{url}/v1/plan/preview", params=dict(request.query_params))
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                503, f"the orchestrator at {url} did not answer: {exc}", "unavailable_error"
+            ) from exc
+        return Response(resp.content, status_code=resp.status_code, media_type="application/json")
 
     @app.get("/v1/events")
     async def get_events(after: int = 0, follow: bool = True) -> StreamingResponse:

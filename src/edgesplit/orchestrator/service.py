@@ -134,6 +134,8 @@ class OrchestratorService:
     settings: ServiceSettings = ServiceSettings()
     echo: Callable[[str], None] = print
     clock: Callable[[], float] = time.monotonic
+    http_url: str | None = None
+    """This process's HTTP API (plan preview); the gateway is told it so it can proxy the preview."""
     _seen: dict[str, _NodeSeen] = field(default_factory=dict)
     _admins: dict[str, NodeAdmin] = field(default_factory=dict)
     _gateway_seq: int = 0
@@ -153,6 +155,7 @@ class OrchestratorService:
         headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
         self._http = httpx.AsyncClient(timeout=CONTROL_TIMEOUT_S, headers=headers)
         try:
+            await self._announce()
             # 1) Start: what do the nodes serve? Adopt it (restart) or plan and roll out d_0.
             reports = await self._collect_telemetry()
             inputs = MonitoringInputs(reports=[to_node_telemetry(r, None) for r in reports.values()])
@@ -344,6 +347,16 @@ class OrchestratorService:
             raise NodeUnavailableError(f"cannot reach the gateway at {self.gateway_url}: {exc}") from exc
         if resp.status_code != 200:
             raise NodeUnavailableError(f"the gateway refused plan epoch {plan.epoch}: {resp.text}")
+        await self._announce()
+
+    async def _announce(self) -> None:
+        """Tell the gateway where this orchestrator's HTTP API is (idempotent: a new gateway relearns it)."""
+        if not self.gateway_url or not self.http_url:
+            return
+        try:
+            await self._http.put(f"{self.gateway_url}/v1/orchestrator", json={"url": self.http_url})
+        except Exception as exc:  # only the preview proxy depends on it
+            log.warning("could not tell the gateway the orchestrator's URL: %s", exc)
 
     # --- events ----------------------------------------------------------------------------------
 
