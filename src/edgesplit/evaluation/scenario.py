@@ -1,0 +1,239 @@
+"""A benchmark scenario (DESIGN §4.4): a cluster file plus workload, SLA and timed events.
+
+Owns the schema and its validation, all done before anything starts; every error is one line naming
+the file, the line and the key. Knows nothing of processes, HTTP or the modes that run it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgesplit.cluster.config import ClusterConfig, CrossReferenceError
+from edgesplit.cluster.loader import key_lines
+from edgesplit.errors import ScenarioError
+
+KeyPath = tuple[str | int, ...]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkloadConfig(_Strict):
+    """Open-loop arrivals: the same requests, at the same times, in every mode."""
+
+    rate_rps: float = Field(gt=0)
+    """Offered load, requests per second."""
+    duration_s: float = Field(gt=0)
+    """How long requests keep arriving, in seconds."""
+    prompt_tokens: int = Field(default=16, ge=1)
+    """Prompt length, in tokens (approximate: one common English word per token)."""
+    output_tokens: int = Field(default=16, ge=1)
+    """`max_tokens` of every request."""
+    privacy_high_fraction: float = Field(default=1.0, ge=0, le=1)
+    """Share of requests tagged `privacy: high`; the rest are `none`."""
+    seed: int = 0
+    """Seeds arrival times, prompts and privacy tags."""
+    arrivals: Literal["poisson", "uniform"] = "poisson"
+    """Poisson process (exponential gaps) or evenly spaced requests."""
+
+
+class SlaConfig(_Strict):
+    budget_ms: float = Field(default=400.0, gt=0)
+    """End-to-end request latency budget, in milliseconds (the paper uses 400 ms)."""
+
+
+class _Event(_Strict):
+    at_s: float = Field(ge=0)
+    """Seconds after the load starts."""
+
+
+class LinkEvent(_Event):
+    """The (undirected) link between ``a`` and ``b`` changes its bandwidth and/or RTT."""
+
+    kind: Literal["link"]
+    a: str
+    b: str
+    bandwidth_mbps: float | None = Field(default=None, gt=0)
+    rtt_ms: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> LinkEvent:
+        if self.bandwidth_mbps is None and self.rtt_ms is None:
+            raise ValueError("a link event sets bandwidth_mbps, rtt_ms or both")
+        if self.a == self.b:
+            raise ValueError(f"a link joins two different nodes, not {self.a!r} with itself")
+        return self
+
+
+class NodeLoadEvent(_Event):
+    """Background load on ``node`` becomes ``load`` (share of the machine taken by other work)."""
+
+    kind: Literal["node_load"]
+    node: str
+    load: float = Field(ge=0, lt=1)
+
+
+class NodeKillEvent(_Event):
+    """``node``'s process is killed (SIGKILL)."""
+
+    kind: Literal["node_kill"]
+    node: str
+
+
+class NodeReturnEvent(_Event):
+    """A killed ``node`` is started again."""
+
+    kind: Literal["node_return"]
+    node: str
+
+
+Event = Annotated[
+    LinkEvent | NodeLoadEvent | NodeKillEvent | NodeReturnEvent,
+    Field(discriminator="kind"),
+]
+
+
+class Scenario(ClusterConfig):
+    """A whole scenario file: the cluster keys of DESIGN §4.3 plus the keys below."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Names the run in results.json and reports."""
+    workload: WorkloadConfig
+    sla: SlaConfig = Field(default_factory=lambda: SlaConfig())
+    events: list[Event] = Field(default_factory=list)
+    """Timed disturbances, applied in `at_s` order."""
+
+    @model_validator(mode="after")
+    def _events_fit(self) -> Scenario:
+        for path, message in event_errors(self):
+            raise CrossReferenceError(path, message)
+        return self
+
+    def cluster(self) -> ClusterConfig:
+        """The cluster part alone, as `edgesplit up` would read it."""
+        cluster_keys = set(ClusterConfig.model_fields)
+        return ClusterConfig.model_validate(self.model_dump(include=cluster_keys))
+
+    def trusted_nodes(self) -> frozenset[str]:
+        return frozenset(n.id for n in self.nodes if n.trusted)
+
+
+def event_errors(scenario: Scenario) -> list[tuple[KeyPath, str]]:
+    """Every (key path, message) where an event names an unknown node, falls after the end, or
+    brings back a node that was never killed; ordered by event index."""
+    found: list[tuple[KeyPath, str]] = []
+    known = {n.id for n in scenario.nodes}
+    source = next((n.id for n in scenario.nodes if n.source), None)
+    end = scenario.workload.duration_s
+    down: set[str] = set()
+
+    def add(i: int, key: str, message: str) -> None:
+        found.append((("events", i, key), message))
+
+    for i in sorted(range(len(scenario.events)), key=lambda i: (scenario.events[i].at_s, i)):
+        event = scenario.events[i]
+        if event.at_s >= end:
+            add(
+                i,
+                "at_s",
+                f"event at {event.at_s:g} s is not before the end of the load "
+                f"(workload.duration_s = {end:g}); move it earlier or lengthen the run",
+            )
+        for key in ("a", "b") if isinstance(event, LinkEvent) else ("node",):
+            node = getattr(event, key)
+            if node not in known:
+                add(i, key, f"event names unknown node {node!r} (nodes: {', '.join(sorted(known))})")
+        if isinstance(event, NodeKillEvent):
+            if event.node == source:
+                add(i, "node", f"the source node {event.node!r} runs the gateway and cannot be killed")
+            elif event.node in down:
+                add(i, "node", f"node {event.node!r} is already down at {event.at_s:g} s")
+            down.add(event.node)
+        elif isinstance(event, NodeReturnEvent):
+            if event.node in known and event.node not in down:
+                add(i, "node", f"node {event.node!r} returns at {event.at_s:g} s but was not killed before")
+            down.discard(event.node)
+    return sorted(found, key=lambda item: item[0][1])
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Parse and validate a scenario file; raises ``ScenarioError`` naming the bad key and line."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from None
+    return parse_scenario(text, str(path))
+
+
+def parse_scenario(text: str, name: str = "<scenario>") -> Scenario:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(f"{name}{line}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{name}:1: a scenario is a mapping with `name`, `model`, `nodes`, `workload`")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_describe(exc, key_lines(node), name)) from None
+
+
+def _describe(exc: ValidationError, lines: dict[KeyPath, int], name: str) -> str:
+    """``file:line: key.path: message`` for the first problem (and how many more there are)."""
+    first = exc.errors()[0]
+    loc: KeyPath = tuple(first["loc"])
+    error = (first.get("ctx") or {}).get("error")
+    if isinstance(error, CrossReferenceError):
+        loc, message = (*loc, *error.path), str(error)
+    elif first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "missing required key"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, "kind")
+    if loc[:2] == ("links", "pairs") and ("links", "pairs") not in lines:
+        loc = ("links", *loc[2:])  # the list shorthand for links
+    keys = _file_keys(loc, lines)
+    line = next((lines[keys[:cut]] for cut in range(len(keys), 0, -1) if keys[:cut] in lines), 1)
+    where = ".".join(str(p) for p in keys) or "(top level)"
+    count = len(exc.errors())
+    more = f" (and {count - 1} more problem{'s' * (count > 2)})" if count > 1 else ""
+    return f"{name}:{line}: {where}: {message}{more}"
+
+
+def _file_keys(loc: KeyPath, lines: dict[KeyPath, int]) -> KeyPath:
+    """Drop pydantic's union tags (e.g. an event's ``kind`` value) from a loc, keeping file keys."""
+    kept: KeyPath = ()
+    for part in loc:
+        if (*kept, part) in lines or isinstance(part, int) or part in _FIELD_NAMES:
+            kept = (*kept, part)
+    return kept
+
+
+def _field_names(annotation: Any, seen: set[type[BaseModel]]) -> set[str]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation in seen:
+            return set()
+        seen.add(annotation)
+        names = set(annotation.model_fields)
+        for field in annotation.model_fields.values():
+            names |= _field_names(field.annotation, seen)
+        return names
+    names = set()
+    for arg in get_args(annotation):
+        names |= _field_names(arg, seen)
+    return names
+
+
+_FIELD_NAMES = _field_names(Scenario, set())
