@@ -99,8 +99,16 @@ def orchestrator(
     interval_s: float | None = None,
     cooldown_s: float | None = None,
     http_listen: str = "127.0.0.1:0",
+    pin_plan: Path | None = None,
+    frozen: bool = False,
+    oracle_file: Path | None = None,
 ) -> None:
-    """The adaptive orchestrator: deploy (or adopt) a plan, then monitor and reconfigure until stopped."""
+    """The adaptive orchestrator: deploy (or adopt) a plan, then monitor and reconfigure until stopped.
+
+    Evaluation baselines (``edgesplit bench``): ``pin_plan`` deploys exactly that assignment and never
+    changes it; ``frozen`` deploys the optimum for what is known at start and never changes it;
+    ``oracle_file`` plans on the harness's true conditions (with ``frozen``: only at start).
+    """
     import asyncio
     import json
     import logging
@@ -108,7 +116,6 @@ def orchestrator(
 
     from edgesplit.orchestrator.cluster_facts import block_costs, declared_facts
     from edgesplit.orchestrator.config import OrchestratorConfig, ThresholdsConfig
-    from edgesplit.orchestrator.controller import AdaptiveController
     from edgesplit.orchestrator.core import OrchestratorCore
     from edgesplit.orchestrator.http_api import bind, controller_problem, create_app, serve, url_of
     from edgesplit.orchestrator.plans import Plan
@@ -140,9 +147,8 @@ def orchestrator(
     blocks = block_costs(model_path, cluster.privacy.block_indices(num_blocks_of(model_path)))
     store = OrchestratorStore(config.state_path)
     sr = config.split_revision()
-    controller = AdaptiveController(
-        blocks, declared_facts(cluster), sr.plan, sr.evaluate, store, config.controller_settings()
-    )
+    facts = declared_facts(cluster)
+    controller = _controller(blocks, facts, sr, store, config, pin_plan, frozen, oracle_file)
     core = OrchestratorCore(controller, store, load_or_create_private_key(config.key_path))
     token = _read_token(admin_token_file) if admin_token_file is not None else None
     http_sock = bind(http_listen)
@@ -196,6 +202,55 @@ def orchestrator(
         asyncio.run(main())
     finally:
         store.close()
+
+
+def _controller(
+    blocks: Any,
+    facts: Any,
+    sr: Any,
+    store: Any,
+    config: Any,
+    pin_plan: Path | None,
+    frozen: bool,
+    oracle_file: Path | None,
+) -> Any:
+    """The adaptive controller, or an evaluation baseline's (fixed plan, oracle) when asked for."""
+    import json
+
+    from edgesplit.orchestrator.controller import AdaptiveController
+    from edgesplit.orchestrator.fixed import FixedController
+
+    settings = config.controller_settings()
+    truth = None
+    if oracle_file is not None:
+        from edgesplit.evaluation.oracle import OracleController, TruthSource
+
+        if not oracle_file.exists():
+            raise ConfigError(f"--oracle-file {oracle_file} does not exist")
+        truth = TruthSource(oracle_file, blocks)
+        if not (frozen or pin_plan):
+            return OracleController(blocks, facts, sr.plan, sr.evaluate, store, settings, truth)
+    pinned = None
+    if pin_plan is not None:
+        try:
+            pinned = list(json.loads(pin_plan.read_text())["assignment"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"--pin-plan {pin_plan}: no `assignment` list in it ({exc})") from None
+    if pinned is None and not frozen:
+        return AdaptiveController(blocks, facts, sr.plan, sr.evaluate, store, settings)
+    try:
+        return FixedController(
+            blocks,
+            facts,
+            sr.plan,
+            sr.evaluate,
+            store,
+            settings,
+            pinned=pinned,
+            env_hook=None if truth is None else truth.apply,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--pin-plan {pin_plan}: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -258,6 +313,15 @@ def register(app: typer.Typer) -> None:
             "--http-listen",
             help="HOST:PORT of GET /v1/plan/preview and /healthz (port 0: any).",
         ),
+        pin_plan: Path | None = typer.Option(
+            None, "--pin-plan", help="Evaluation: deploy exactly this plan JSON (`assignment`), never change."
+        ),
+        frozen: bool = typer.Option(
+            False, "--frozen", help="Evaluation: deploy the optimum known at start, never change it."
+        ),
+        oracle_file: Path | None = typer.Option(
+            None, "--oracle-file", help="Evaluation only: plan on the harness's true conditions (a bound)."
+        ),
     ) -> None:
         """The adaptive orchestrator: deploy or adopt a plan, then monitor and reconfigure (signed plans)."""
         orchestrator(
@@ -269,4 +333,7 @@ def register(app: typer.Typer) -> None:
             interval_s,
             cooldown_s,
             http_listen,
+            pin_plan,
+            frozen,
+            oracle_file,
         )
