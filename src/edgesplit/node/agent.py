@@ -1,4 +1,5 @@
-"""The node agent process: gRPC server (node service + health), Prometheus endpoint, housekeeping.
+"""The node agent process: gRPC server (node service + health), Prometheus endpoint, housekeeping,
+link probes.
 
 Owns the process lifecycle and readiness signals; request handling lives in node/service.py.
 """
@@ -94,12 +95,15 @@ class NodeAgent:
                     write_ready_file(config.ready_file, ready)
                 if on_ready is not None:
                     on_ready(self.address)
-                # 3) Housekeeping until stopped: idle sessions, telemetry gauges.
+                # 3) Until stopped: housekeeping (idle sessions, telemetry gauges) and link probes to
+                #    the peers the orchestrator names in its telemetry requests.
                 housekeeping = tasks.create_task(self._housekeeping())
+                probing = tasks.create_task(self.service.prober.run())
                 await stop.wait()
                 log.info("node %s stopping", config.node_id)
                 await health.shutdown()
                 housekeeping.cancel()
+                probing.cancel()
         finally:
             await server.stop(grace=1.0)
             await self.service.close()

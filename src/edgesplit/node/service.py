@@ -30,6 +30,7 @@ from edgesplit.model.steps import SegmentStep
 from edgesplit.node.config import EmulationConfig, NodeConfig
 from edgesplit.node.control_gate import ControlGate
 from edgesplit.node.loading import SegmentSource
+from edgesplit.node.probes import LinkProber
 from edgesplit.node.segments import BatchReport, HostedSegment
 from edgesplit.node.telemetry import NodeTelemetry
 from edgesplit.node.worker import ComputeWorker
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 Range = tuple[int, int]
 SINK_TIMEOUT_S = 5.0
+PROBE_REPLY_BYTES = 16
 
 
 class NodeService:
@@ -63,6 +65,7 @@ class NodeService:
             self.emulation.link_specs(), self.emulation.default_link.spec(), own_id=config.node_id
         )
         self._worker = ComputeWorker(pace=self._pace)
+        self.prober = LinkProber(config.node_id, self._peers)
         self._control = asyncio.Lock()
         self._spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None
         self._step_outboxes: dict[str, Outbox[EncodedStep]] = {}
@@ -336,8 +339,15 @@ class NodeService:
         self._peers.set_links(emulation.link_specs(), emulation.default_link.spec())
         return emulation.model_dump_json()
 
-    async def telemetry(self) -> TelemetrySnapshot:
-        return self.telemetry_state.snapshot(
+    async def probe(self, from_node_id: str, nbytes: int) -> None:
+        """Answer a peer's link probe; the reply crosses the emulated link back to it."""
+        await self._peers.link(from_node_id).transmit(PROBE_REPLY_BYTES)
+
+    async def telemetry(self, peers: dict[str, str] | None = None) -> TelemetrySnapshot:
+        """This node's report; ``peers`` (from the orchestrator) are the links to keep probing."""
+        if peers:
+            self.prober.set_peers(peers)
+        snapshot = self.telemetry_state.snapshot(
             self._segments.values(),
             self._worker.queue_depth,
             self._epochs.keys(),
@@ -345,6 +355,7 @@ class NodeService:
             busy_s_total=self._worker.busy_s,
             memory_cap_bytes=self.emulation.memory_cap_bytes,
         )
+        return replace(snapshot, link_probes=self.prober.results())
 
     async def close(self) -> None:
         await self._peers.close()

@@ -46,13 +46,15 @@ class NodeTelemetry:
 
 @dataclass(frozen=True)
 class LinkObservation:
-    """One measurement of the link a–b (undirected): a probe RTT and/or an observed transfer."""
+    """One measurement of the link a–b (undirected): a probe RTT and/or an observed transfer, or a
+    bandwidth a node's probes already derived (Δbytes / Δtime of a large and a small probe)."""
 
     a: str
     b: str
     rtt_s: float | None = None
     transfer_bytes: int = 0
     transfer_s: float = 0.0
+    bandwidth_bps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,9 @@ class CapacityProfiler:
             self._links[key] = track
         if obs.rtt_s is not None and obs.rtt_s >= 0:
             track.rtt.add(obs.rtt_s)
-        if obs.transfer_bytes >= self.settings.min_bandwidth_sample_bytes and obs.transfer_s > 0:
+        if obs.bandwidth_bps is not None and obs.bandwidth_bps > 0:
+            track.bandwidth.add(obs.bandwidth_bps)
+        elif obs.transfer_bytes >= self.settings.min_bandwidth_sample_bytes and obs.transfer_s > 0:
             one_way_s = (track.rtt.value or 0.0) / 2
             # Subtract the propagation delay only while it leaves most of the time to the bytes;
             # otherwise a noisy RTT would turn one sample into an absurd bandwidth.

@@ -86,6 +86,16 @@ def to_node_telemetry(now: TelemetrySnapshot, before: TelemetrySnapshot | None) 
     )
 
 
+def probe_observations(now: TelemetrySnapshot, before: TelemetrySnapshot | None) -> list[LinkObservation]:
+    """The link probes a node ran since its previous report, as link observations (RTT, bandwidth)."""
+    last = max((p.seq for p in before.link_probes), default=0) if before is not None else 0
+    return [
+        LinkObservation(now.node_id, p.peer, p.rtt_s, bandwidth_bps=p.bandwidth_bps or None)
+        for p in now.link_probes
+        if p.seq > last
+    ]
+
+
 def gateway_inputs(
     observed: Mapping[str, Any],
     plan: Plan | None,
@@ -203,15 +213,18 @@ class OrchestratorService:
 
         ids = sorted(self.addresses)
         got = await asyncio.gather(
-            *(self._admin(n).telemetry(TELEMETRY_TIMEOUT_S) for n in ids), return_exceptions=True
+            *(self._admin(n).telemetry(TELEMETRY_TIMEOUT_S, dict(self.addresses)) for n in ids),
+            return_exceptions=True,
         )
         return {n: r for n, r in zip(ids, got, strict=True) if isinstance(r, TelemetrySnapshot)}
 
     async def _monitoring_inputs(self) -> MonitoringInputs:
         reports = []
+        probes: list[LinkObservation] = []
         for node_id, snap in (await self._collect_telemetry()).items():
             seen = self._seen.setdefault(node_id, _NodeSeen())
             reports.append(to_node_telemetry(snap, seen.last))
+            probes += probe_observations(snap, seen.last)
             seen.last = snap
         observed = await self._observations()
         latencies, links, workload = gateway_inputs(
@@ -219,7 +232,7 @@ class OrchestratorService:
         )
         return MonitoringInputs(
             reports=reports,
-            links=links,
+            links=[*probes, *links],
             latencies=latencies,
             workload=workload,
             pending_privacy_high=int(observed.get("privacy_high_waiting", 0)),

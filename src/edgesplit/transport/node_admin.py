@@ -78,8 +78,11 @@ class NodeAdmin:
         """Replace the node's emulation section (a node.config.EmulationConfig) at run time."""
         return await self._stub.set_emulation(emulation.model_dump_json(), timeout_s)
 
-    async def telemetry(self, timeout_s: float = CONTROL_TIMEOUT_S) -> TelemetrySnapshot:
-        return await self._stub.telemetry(timeout_s)
+    async def telemetry(
+        self, timeout_s: float = CONTROL_TIMEOUT_S, peers: dict[str, str] | None = None
+    ) -> TelemetrySnapshot:
+        """``peers`` (node id -> address): the nodes this one should probe its links to."""
+        return await self._stub.telemetry(timeout_s, peers)
 
     async def ping(self, payload: bytes = b"", timeout_s: float = CONTROL_TIMEOUT_S) -> bytes:
         return await self._stub.ping(payload, timeout_s)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from edgesplit.model.steps import SamplingParams
 from edgesplit.transport.base import Hop, HopTiming, Route
 from edgesplit.wire.gen import node_pb2
-from edgesplit.wire.messages import SegmentStats, StepEnvelope, StepOutcome, TelemetrySnapshot
+from edgesplit.wire.messages import (
+    LinkProbeResult,
+    SegmentStats,
+    StepEnvelope,
+    StepOutcome,
+    TelemetrySnapshot,
+)
 from edgesplit.wire.tensors import DEFAULT_MAX_TENSOR_BYTES, decode_tensor, encode_tensor
 
 
@@ -137,6 +143,16 @@ def telemetry_to_pb(t: TelemetrySnapshot) -> node_pb2.Telemetry:
         busy_s_total=t.busy_s_total,
         mem_available_bytes=t.mem_available_bytes,
         seq=t.seq,
+        link_probes=[
+            node_pb2.LinkProbe(
+                peer=p.peer,
+                rtt_s=p.rtt_s,
+                bandwidth_bps=p.bandwidth_bps,
+                seq=p.seq,
+                probe_bytes=p.probe_bytes,
+            )
+            for p in t.link_probes
+        ],
     )
 
 
@@ -168,4 +184,7 @@ def telemetry_from_pb(msg: node_pb2.Telemetry) -> TelemetrySnapshot:
         busy_s_total=msg.busy_s_total,
         mem_available_bytes=msg.mem_available_bytes,
         seq=msg.seq,
+        link_probes=tuple(
+            LinkProbeResult(p.peer, p.rtt_s, p.bandwidth_bps, p.seq, p.probe_bytes) for p in msg.link_probes
+        ),
     )

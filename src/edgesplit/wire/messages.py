@@ -108,6 +108,17 @@ class SegmentStats:
 
 
 @dataclass(frozen=True)
+class LinkProbeResult:
+    """One probe round on the link to ``peer``: RTT of a small probe, bandwidth from a large one (0: none)."""
+
+    peer: str
+    rtt_s: float
+    bandwidth_bps: float = 0.0
+    seq: int = 0
+    probe_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class TelemetrySnapshot:
     """A node's self-report for the orchestrator's capacity profiler."""
 
@@ -130,6 +141,8 @@ class TelemetrySnapshot:
     """Compute-thread busy seconds since start; utilisation of own work = Δbusy / Δuptime."""
     mem_available_bytes: int = 0
     seq: int = 0
+    link_probes: tuple[LinkProbeResult, ...] = ()
+    """Recent link probe results of this node (each with its own ``seq``), oldest first."""
 
     @property
     def loaded_blocks(self) -> frozenset[int]:

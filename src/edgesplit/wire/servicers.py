@@ -40,7 +40,9 @@ class NodeHandler(Protocol):
 
     async def set_emulation(self, emulation_json: str) -> str: ...
 
-    async def telemetry(self) -> TelemetrySnapshot: ...
+    async def telemetry(self, peers: dict[str, str] | None = None) -> TelemetrySnapshot: ...
+
+    async def probe(self, from_node_id: str, nbytes: int) -> None: ...
 
 
 def _segments_pb(state: EpochState) -> list[node_pb2.SegmentRange]:
@@ -122,9 +124,17 @@ class _NodeServicer(node_pb2_grpc.NodeServicer):
     async def GetTelemetry(
         self, request: node_pb2.TelemetryRequest, context: grpc.aio.ServicerContext
     ) -> node_pb2.Telemetry:
-        snapshot = await self._call(context, self._h.telemetry)
+        snapshot = await self._call(context, lambda: self._h.telemetry(dict(request.peers)))
         assert isinstance(snapshot, TelemetrySnapshot)
         return telemetry_to_pb(snapshot)
+
+
+    async def Probe(
+        self, request: node_pb2.ProbeRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.ProbeReply:
+        nbytes = request.ByteSize()
+        await self._call(context, lambda: self._h.probe(request.from_node_id, nbytes))
+        return node_pb2.ProbeReply(received_bytes=len(request.payload))
 
 
 class _SinkServicer(node_pb2_grpc.ResultSinkServicer):

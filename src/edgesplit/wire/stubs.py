@@ -85,6 +85,15 @@ class NodeStub:
             raise error_from_rpc(exc, self._peer) from None
         return bytes(reply.payload)
 
+    async def probe(self, from_node_id: str, payload: bytes, timeout_s: float) -> int:
+        """One link probe to this node; returns how many payload bytes it received."""
+        try:
+            request = node_pb2.ProbeRequest(from_node_id=from_node_id, payload=payload)
+            reply = await self._stub.Probe(request, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return int(reply.received_bytes)
+
     async def end_session(self, session_id: str, timeout_s: float) -> int:
         try:
             reply = await self._stub.EndSession(
@@ -135,9 +144,12 @@ class NodeStub:
             raise error_from_rpc(exc, self._peer) from None
         return str(reply.emulation_json)
 
-    async def telemetry(self, timeout_s: float) -> TelemetrySnapshot:
+    async def telemetry(self, timeout_s: float, peers: dict[str, str] | None = None) -> TelemetrySnapshot:
+        """The node's report; ``peers`` (node id -> address) tells it which links to probe."""
         try:
-            reply = await self._stub.GetTelemetry(node_pb2.TelemetryRequest(), timeout=timeout_s)
+            reply = await self._stub.GetTelemetry(
+                node_pb2.TelemetryRequest(peers=peers or {}), timeout=timeout_s
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self._peer) from None
         return telemetry_from_pb(reply)
