@@ -130,3 +130,62 @@ class BatchCache:
         """Make the appended positions part of each session (called once the forward succeeded)."""
         for session, new in zip(self.sessions, self.new_lengths, strict=True):
             session.length += new
+
+
+@dataclass(frozen=True)
+class KVSnapshot:
+    """One session's committed keys and values for some layers: what moves between nodes.
+
+    ``layers`` maps a global layer index to (keys, values), each (kv_heads, length, head_dim) and
+    trimmed to ``length`` (no spare capacity travels).
+    """
+
+    session_id: str
+    length: int
+    layers: dict[int, tuple[torch.Tensor, torch.Tensor]]
+
+    def nbytes(self) -> int:
+        return sum(k.nbytes + v.nbytes for k, v in self.layers.values())
+
+    def subset(self, layer_indices: Sequence[int] | range) -> KVSnapshot:
+        """Only the given layers (those a receiving segment runs)."""
+        return KVSnapshot(self.session_id, self.length, {i: self.layers[i] for i in layer_indices})
+
+
+def snapshot(state: SessionState, layer_indices: Sequence[int] | range) -> KVSnapshot:
+    """Copy out a session's committed K/V for ``layer_indices`` (every one must be present)."""
+    missing = [i for i in layer_indices if i not in state.layers]
+    if missing and state.length > 0:
+        raise ValueError(f"session {state.session_id} holds no cache for layers {missing}")
+    layers = {
+        i: (
+            state.layers[i].keys[:, : state.length].clone(),
+            state.layers[i].values[:, : state.length].clone(),
+        )
+        for i in layer_indices
+        if i in state.layers
+    }
+    return KVSnapshot(state.session_id, state.length, layers)
+
+
+def restore(snap: KVSnapshot, layer_indices: Sequence[int] | range, like: torch.dtype) -> SessionState:
+    """A fresh ``SessionState`` with ``snap`` for ``layer_indices`` (ValueError if it does not fit)."""
+    expected = set(layer_indices)
+    if snap.length < 0:
+        raise ValueError(f"KV length must be >= 0, got {snap.length}")
+    if snap.length > 0 and set(snap.layers) != expected:
+        raise ValueError(
+            f"KV for session {snap.session_id} has layers {sorted(snap.layers)}; "
+            f"this segment runs layers {sorted(expected)}"
+        )
+    state = SessionState(snap.session_id, length=snap.length)
+    for index, (keys, values) in sorted(snap.layers.items()):
+        if keys.dim() != 3 or keys.shape != values.shape or keys.shape[1] != snap.length:
+            raise ValueError(
+                f"layer {index}: keys {tuple(keys.shape)} and values {tuple(values.shape)} must both be "
+                f"(kv_heads, {snap.length}, head_dim)"
+            )
+        if keys.dtype != like or values.dtype != like:
+            raise ValueError(f"layer {index}: KV dtype {keys.dtype} but this segment computes in {like}")
+        state.layers[index] = LayerKV(keys.contiguous().clone(), values.contiguous().clone())
+    return state

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from edgesplit.errors import SegmentSpecError, SessionError, SessionNotFoundError
-from edgesplit.model.kv_cache import BatchCache, SessionState
+from edgesplit.model.kv_cache import BatchCache, KVSnapshot, SessionState, restore, snapshot
 from edgesplit.model.loader import BlockModel
 from edgesplit.model.sampling import new_generator, sample_token
 from edgesplit.model.steps import SegmentOutput, SegmentStep
@@ -73,6 +73,26 @@ class SegmentRunner:
     def kv_bytes(self) -> int:
         with self._lock:
             return sum(s.kv_bytes() for s in self._sessions.values())
+
+    def export_kv(self, session_id: str) -> KVSnapshot:
+        """A copy of the session's committed K/V for this segment's layers (KV-cache transfer)."""
+        with self._lock:
+            state = self._sessions.get(session_id)
+            if state is None:
+                raise SessionNotFoundError(f"segment {self.start}:{self.end} holds no session {session_id!r}")
+            try:
+                return snapshot(state, self.layer_indices)
+            except ValueError as exc:
+                raise SessionError(f"segment {self.start}:{self.end}: {exc}") from exc
+
+    def import_kv(self, snap: KVSnapshot) -> None:
+        """Install a session from transferred K/V; its next step continues at ``snap.length``."""
+        with self._lock:
+            try:
+                state = restore(snap, self.layer_indices, self.dtype)
+            except ValueError as exc:
+                raise SessionError(f"segment {self.start}:{self.end}: {exc}") from exc
+            self._sessions[snap.session_id] = state
 
     # --- stepping -------------------------------------------------------------------------------
 

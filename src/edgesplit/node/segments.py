@@ -13,6 +13,7 @@ from typing import Protocol
 import torch
 
 from edgesplit.errors import CapacityError, SessionError, SessionNotFoundError
+from edgesplit.model.kv_cache import KVSnapshot
 from edgesplit.model.steps import SegmentOutput, SegmentStep
 
 EWMA_ALPHA = 0.2
@@ -176,6 +177,29 @@ class HostedSegment:
         held = session_id in self.sessions
         self._forget(session_id)
         return held
+
+    def export_kv(self, session_id: str) -> KVSnapshot:
+        """The session's K/V for this segment's layers (the runner must support KV transfer)."""
+        known = self.sessions.get(session_id)
+        export = getattr(self.runner, "export_kv", None)
+        if known is None or export is None:
+            raise SessionNotFoundError(
+                f"blocks {self.shape.start}:{self.shape.end} hold no exportable session {session_id}"
+            )
+        snap: KVSnapshot = export(session_id)
+        return snap
+
+    def import_kv(self, snap: KVSnapshot, now: float) -> None:
+        """Install a transferred session; its next step must come at position ``snap.length``."""
+        install = getattr(self.runner, "import_kv", None)
+        if install is None:
+            raise SessionError(f"blocks {self.shape.start}:{self.shape.end} cannot import KV caches")
+        if snap.session_id not in self.sessions and len(self.sessions) >= self.max_sessions:
+            raise CapacityError(
+                f"blocks {self.shape.start}:{self.shape.end} already hold {self.max_sessions} sessions"
+            )
+        install(snap)
+        self.sessions[snap.session_id] = _Session(snap.length, now)
 
     def drop_all(self) -> int:
         """Free every session (the segment is being unloaded); returns how many."""

@@ -16,7 +16,8 @@ from edgesplit.errors import EdgesplitError
 from edgesplit.wire.codec import envelope_from_pb, outcome_from_pb, telemetry_to_pb
 from edgesplit.wire.errors import abort_with
 from edgesplit.wire.gen import node_pb2, node_pb2_grpc
-from edgesplit.wire.messages import EpochState, StepEnvelope, StepOutcome, TelemetrySnapshot
+from edgesplit.wire.kv_codec import kv_from_pb, kv_to_pb
+from edgesplit.wire.messages import EpochState, KVTransfer, StepEnvelope, StepOutcome, TelemetrySnapshot
 from edgesplit.wire.tensors import DEFAULT_MAX_TENSOR_BYTES
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ class NodeHandler(Protocol):
     async def release(self, epoch: int, signed: bytes = b"", signature: bytes = b"") -> EpochState: ...
 
     async def set_emulation(self, emulation_json: str) -> str: ...
+
+    async def export_kv(self, session_id: str, start: int, end: int) -> KVTransfer: ...
+
+    async def import_kv(self, transfer: KVTransfer) -> int: ...
 
     async def telemetry(self, peers: dict[str, str] | None = None) -> TelemetrySnapshot: ...
 
@@ -135,6 +140,24 @@ class _NodeServicer(node_pb2_grpc.NodeServicer):
         nbytes = request.ByteSize()
         await self._call(context, lambda: self._h.probe(request.from_node_id, nbytes))
         return node_pb2.ProbeReply(received_bytes=len(request.payload))
+
+    async def ExportKV(
+        self, request: node_pb2.KVExportRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.KVState:
+        transfer = await self._call(
+            context, lambda: self._h.export_kv(request.session_id, request.start, request.end)
+        )
+        assert isinstance(transfer, KVTransfer)
+        return kv_to_pb(transfer)
+
+    async def ImportKV(
+        self, request: node_pb2.KVState, context: grpc.aio.ServicerContext
+    ) -> node_pb2.KVImportReply:
+        async def install() -> int:
+            return await self._h.import_kv(kv_from_pb(request, self._max_tensor_bytes))
+
+        length = await self._call(context, install)
+        return node_pb2.KVImportReply(length=int(length))  # type: ignore[call-overload]
 
 
 class _SinkServicer(node_pb2_grpc.ResultSinkServicer):

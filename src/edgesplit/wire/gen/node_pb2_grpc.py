@@ -79,11 +79,6 @@ class NodeStub:
                 request_serializer=node__pb2.TelemetryRequest.SerializeToString,
                 response_deserializer=node__pb2.Telemetry.FromString,
                 _registered_method=True)
-        self.Probe = channel.unary_unary(
-                '/edgesplit.v1.Node/Probe',
-                request_serializer=node__pb2.ProbeRequest.SerializeToString,
-                response_deserializer=node__pb2.ProbeReply.FromString,
-                _registered_method=True)
         self.ExportKV = channel.unary_unary(
                 '/edgesplit.v1.Node/ExportKV',
                 request_serializer=node__pb2.KVExportRequest.SerializeToString,
@@ -93,6 +88,11 @@ class NodeStub:
                 '/edgesplit.v1.Node/ImportKV',
                 request_serializer=node__pb2.KVState.SerializeToString,
                 response_deserializer=node__pb2.KVImportReply.FromString,
+                _registered_method=True)
+        self.Probe = channel.unary_unary(
+                '/edgesplit.v1.Node/Probe',
+                request_serializer=node__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=node__pb2.ProbeReply.FromString,
                 _registered_method=True)
 
 
@@ -153,12 +153,6 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Probe(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def ExportKV(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -166,6 +160,12 @@ class NodeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ImportKV(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Probe(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -219,11 +219,6 @@ def add_NodeServicer_to_server(servicer, server):
                     request_deserializer=node__pb2.TelemetryRequest.FromString,
                     response_serializer=node__pb2.Telemetry.SerializeToString,
             ),
-            'Probe': grpc.unary_unary_rpc_method_handler(
-                    servicer.Probe,
-                    request_deserializer=node__pb2.ProbeRequest.FromString,
-                    response_serializer=node__pb2.ProbeReply.SerializeToString,
-            ),
             'ExportKV': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportKV,
                     request_deserializer=node__pb2.KVExportRequest.FromString,
@@ -233,6 +228,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.ImportKV,
                     request_deserializer=node__pb2.KVState.FromString,
                     response_serializer=node__pb2.KVImportReply.SerializeToString,
+            ),
+            'Probe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Probe,
+                    request_deserializer=node__pb2.ProbeRequest.FromString,
+                    response_serializer=node__pb2.ProbeReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,33 +489,6 @@ class Node:
             _registered_method=True)
 
     @staticmethod
-    def Probe(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/edgesplit.v1.Node/Probe',
-            node__pb2.ProbeRequest.SerializeToString,
-            node__pb2.ProbeReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def ExportKV(request,
             target,
             options=(),
@@ -559,6 +532,33 @@ class Node:
             '/edgesplit.v1.Node/ImportKV',
             node__pb2.KVState.SerializeToString,
             node__pb2.KVImportReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Probe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.Node/Probe',
+            node__pb2.ProbeRequest.SerializeToString,
+            node__pb2.ProbeReply.FromString,
             options,
             channel_credentials,
             insecure,
