@@ -157,12 +157,20 @@ def test_models_lists_the_served_model(make_gateway: GatewayFactory) -> None:
     assert body["data"][0]["object"] == "model"
 
 
-def test_response_reports_where_the_request_ran(make_gateway: GatewayFactory) -> None:
+def test_response_reports_where_the_request_ran(make_gateway: GatewayFactory, codec: TextCodec) -> None:
     client, _ = make_gateway()
+    last_block = codec.num_blocks - 1
     body = client.post("/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 2}).json()
     assert body["edgesplit"] == {
         "epochs": [1],
         "nodes": ["device", "mec1"],
+        "chains": {
+            "1": [
+                {"node": "device", "start": 0, "end": 2},
+                {"node": "mec1", "start": 2, "end": last_block},
+                {"node": "device", "start": last_block, "end": last_block + 1},
+            ]
+        },
         "reprefills": 0,
         "privacy": "high",
         "privacy_violation": False,
@@ -172,6 +180,7 @@ def test_response_reports_where_the_request_ran(make_gateway: GatewayFactory) ->
     )
     last = sse_events(resp.text)[-2]
     assert last["choices"][0]["finish_reason"] == "length" and last["edgesplit"]["epochs"] == [1]
+    assert last["edgesplit"]["chains"] == body["edgesplit"]["chains"]
     metrics = client.get("/metrics").text
     assert "edgesplit_privacy_violations_total 0.0" in metrics
     assert 'edgesplit_request_success_total{finished_reason="length"} 2.0' in metrics

@@ -261,6 +261,10 @@ class _Run:
         return {
             "epochs": sorted(routes),
             "nodes": sorted({h.node_id for r in routes.values() for h in r.hops}),
+            "chains": {
+                str(epoch): [{"node": h.node_id, "start": h.start, "end": h.end} for h in route.hops]
+                for epoch, route in sorted(routes.items())
+            },
             "reprefills": self.state.reprefills,
             "privacy": "high" if self.request.privacy_high else "none",
             "privacy_violation": bool(self.request.privacy_high and leaked),
