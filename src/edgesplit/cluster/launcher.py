@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from edgesplit.cluster.config import ClusterConfig
-from edgesplit.cluster.roles import gateway_config, node_config, node_emulation, trace_times
+from edgesplit.cluster.roles import gateway_config, node_config, node_emulation, num_blocks_of, trace_times
 from edgesplit.errors import EdgesplitError, ServiceDeadError
 
 STOP_GRACE_S = 5.0
@@ -73,7 +73,14 @@ class LocalCluster:
         for node in self.cluster.nodes:
             cfg_path = self.run_dir / f"node-{node.id}.yaml"
             ready[node.id] = self.run_dir / f"node-{node.id}.ready"
-            cfg = node_config(self.cluster, node.id, self.model_path, "127.0.0.1:0", ready[node.id])
+            cfg = node_config(
+                self.cluster,
+                node.id,
+                self.model_path,
+                "127.0.0.1:0",
+                ready[node.id],
+                num_blocks_of(self.model_path),
+            )
             cfg["orchestrator_public_key"] = public_key
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             self._spawn(f"node {node.id}", ["node", "--config", str(cfg_path)])

@@ -82,10 +82,19 @@ def node_emulation(cluster: ClusterConfig, node_id: str, at_s: float = 0.0) -> d
 
 
 def node_config(
-    cluster: ClusterConfig, node_id: str, model_path: Path, listen: str, ready_file: Path | None
+    cluster: ClusterConfig,
+    node_id: str,
+    model_path: Path,
+    listen: str,
+    ready_file: Path | None,
+    num_blocks: int | None = None,
 ) -> dict[str, Any]:
-    """A NodeConfig mapping for ``edgesplit node --config``."""
+    """A NodeConfig mapping for ``edgesplit node --config``; with ``num_blocks``, the node also learns
+    the privacy-critical blocks it must refuse for privacy-high requests unless trusted."""
     config: dict[str, Any] = {"node_id": node_id, "listen": listen, "model": str(model_path)}
+    config["trusted"] = any(n.trusted for n in cluster.nodes if n.id == node_id)
+    if num_blocks is not None:
+        config["privacy_blocks"] = cluster.privacy.block_indices(num_blocks)
     if ready_file is not None:
         config["ready_file"] = str(ready_file)
     emulation = node_emulation(cluster, node_id)

@@ -128,6 +128,11 @@ class NodeConfig(BaseModel):
     """``ed25519:<base64>``: prepare/commit/release are accepted only when signed by this key (§4.6)."""
     allow_unsigned_plans: bool = False
     """Development only: accept unsigned control messages when no ``orchestrator_public_key`` is set."""
+    trusted: bool = False
+    """Whether this node may run privacy-critical blocks for ``privacy: high`` requests (until the
+    node's certificate says so, the operator's word)."""
+    privacy_blocks: list[int] = Field(default_factory=list)
+    """The cluster's privacy-critical block indices: an untrusted node refuses privacy-high steps on them."""
 
     @field_validator("segments")
     @classmethod

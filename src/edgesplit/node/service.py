@@ -22,9 +22,9 @@ from edgesplit.errors import (
     EdgesplitError,
     NodeUnavailableError,
     PlanRejectedError,
+    PrivacyViolationError,
     ServiceDeadError,
     SessionError,
-    SessionNotFoundError,
     TransportError,
 )
 from edgesplit.model.steps import SegmentStep
@@ -38,14 +38,7 @@ from edgesplit.node.worker import ComputeWorker
 from edgesplit.transport.base import Hop, HopTiming
 from edgesplit.transport.outbox import Outbox
 from edgesplit.transport.peers import PeerPool
-from edgesplit.wire.messages import (
-    EpochState,
-    KVTransfer,
-    PlanSpec,
-    StepEnvelope,
-    StepOutcome,
-    TelemetrySnapshot,
-)
+from edgesplit.wire.messages import EpochState, PlanSpec, StepEnvelope, StepOutcome, TelemetrySnapshot
 from edgesplit.wire.stubs import EncodedStep, encode_step, outcome_nbytes
 
 log = logging.getLogger(__name__)
@@ -63,6 +56,9 @@ class NodeService:
         self.node_id = config.node_id
         self.emulation = config.emulation
         self.gate = ControlGate(config.node_id, config.orchestrator_public_key, config.allow_unsigned_plans)
+        self.trusted = config.trusted
+        """May this node run privacy-critical blocks of privacy-high requests? The one switch for trust."""
+        self.privacy_blocks = frozenset(config.privacy_blocks)
         self.telemetry_state = NodeTelemetry(config.node_id)
         self._source = source
         self._segments: dict[Range, HostedSegment] = {}
@@ -106,12 +102,25 @@ class NodeService:
             )
         return hop, self._segments[key]
 
+    def _check_privacy(self, env: StepEnvelope, hop: Hop) -> None:
+        """Data-plane privacy: an untrusted node never runs privacy-critical blocks of a privacy-high step."""
+        if self.trusted or not env.privacy_high:
+            return
+        critical = sorted(b for b in self.privacy_blocks if hop.start <= b < hop.end)
+        if critical:
+            raise PrivacyViolationError(
+                f"node {self.node_id} is not trusted but was asked to run privacy-critical block(s) "
+                f"{', '.join(map(str, critical))} of privacy-high session {env.session_id}; refused "
+                "(route privacy-high requests over trusted nodes, or send with privacy 'none')"
+            )
+
     async def step(self, env: StepEnvelope, nbytes: int, decode_error: Exception | None) -> None:
         """Accept a step (the ack returns at once); the result or error goes to the gateway's sink."""
         received = time.perf_counter()
         self.telemetry_state.count_in(nbytes)
         try:
-            _, segment = self._locate(env)
+            hop, segment = self._locate(env)
+            self._check_privacy(env, hop)
             if decode_error is not None:
                 if isinstance(decode_error, EdgesplitError):
                     raise decode_error
@@ -337,29 +346,6 @@ class NodeService:
                 segment = self._segments.pop(key)
                 await asyncio.wait_for(self._worker.call(segment.drop_all), 30.0)
             return EpochState(epoch, tuple(sorted(used)))
-
-    async def export_kv(self, session_id: str, start: int, end: int) -> KVTransfer:
-        """A session's KV cache in blocks [start, end), copied on the compute thread (KV-cache transfer)."""
-        segment = self._segments.get((start, end))
-        if segment is None:
-            raise SessionNotFoundError(f"node {self.node_id} hosts no blocks {start}:{end}")
-        snap = await asyncio.wait_for(self._worker.call(partial(segment.export_kv, session_id)), 30.0)
-        self.telemetry_state.count_out(snap.nbytes())
-        return KVTransfer(start, end, snap)
-
-    async def import_kv(self, transfer: KVTransfer) -> int:
-        """Install a transferred session in blocks [start, end) of a prepared or committed epoch."""
-        key = (transfer.start, transfer.end)
-        if key not in self._epochs.get(transfer.epoch, frozenset()):
-            raise PlanRejectedError(
-                f"node {self.node_id} does not serve blocks {transfer.start}:{transfer.end} in epoch "
-                f"{transfer.epoch}; KV can only be imported into a prepared or committed segment"
-            )
-        segment = self._segments[key]
-        self.telemetry_state.count_in(transfer.snapshot.nbytes())
-        call = partial(segment.import_kv, transfer.snapshot, time.monotonic())
-        await asyncio.wait_for(self._worker.call(call), 30.0)
-        return transfer.snapshot.length
 
     async def set_emulation(self, emulation_json: str) -> str:
         try:

@@ -38,6 +38,8 @@ class ChainStep:
     token_ids: tuple[int, ...]
     position: int
     sampling: SamplingParams = SamplingParams()
+    privacy_high: bool = True
+    """The request's privacy tag; nodes refuse privacy-critical blocks they are not trusted for."""
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ class GrpcSegmentClient:
                 reply_address=self.reply_address,
                 reply_node_id=self.source_node_id,
                 budget_s=timeout_s,
+                privacy_high=step.privacy_high,
             )
             encoded = encode_step(env)
             await self._peers.link(first.node_id).transmit(encoded.nbytes)

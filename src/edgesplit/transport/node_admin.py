@@ -11,8 +11,9 @@ from typing import Any
 
 import grpc
 
+from edgesplit.transport.tls import TlsConfig, channel_credentials
 from edgesplit.wire.health import is_serving
-from edgesplit.wire.messages import EpochState, KVTransfer, PlanSpec, TelemetrySnapshot
+from edgesplit.wire.messages import EpochState, PlanSpec, TelemetrySnapshot
 from edgesplit.wire.stubs import NodeStub, open_channel
 
 CONTROL_TIMEOUT_S = 10.0
@@ -22,8 +23,9 @@ PREPARE_TIMEOUT_S = 300.0  # loading weights can take minutes
 class NodeAdmin:
     """Control calls to the node at ``address``; each raises the mapped edgesplit error."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: TlsConfig | None = None) -> None:
         self.address = address
+        self._tls = tls
         self._channel_: grpc.aio.Channel | None = None
         self._stub_: NodeStub | None = None
 
@@ -31,7 +33,7 @@ class NodeAdmin:
     def _channel(self) -> grpc.aio.Channel:
         # Opened on first use, inside the event loop that will drive it.
         if self._channel_ is None:
-            self._channel_ = open_channel(self.address)
+            self._channel_ = open_channel(self.address, channel_credentials(self._tls))
         return self._channel_
 
     @property
@@ -89,16 +91,6 @@ class NodeAdmin:
 
     async def end_session(self, session_id: str, timeout_s: float = CONTROL_TIMEOUT_S) -> int:
         return await self._stub.end_session(session_id, timeout_s)
-
-    async def export_kv(
-        self, session_id: str, start: int, end: int, timeout_s: float = CONTROL_TIMEOUT_S
-    ) -> KVTransfer:
-        """The session's KV cache held by the node's segment [start, end)."""
-        return await self._stub.export_kv(session_id, start, end, timeout_s)
-
-    async def import_kv(self, transfer: KVTransfer, timeout_s: float = CONTROL_TIMEOUT_S) -> int:
-        """Install a session's KV cache in the node's segment of ``transfer.epoch``; returns its length."""
-        return await self._stub.import_kv(transfer, timeout_s)
 
     async def close(self) -> None:
         if self._channel_ is not None:

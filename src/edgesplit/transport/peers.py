@@ -20,8 +20,10 @@ class PeerPool:
         links: dict[str, LinkSpec] | None = None,
         default_link: LinkSpec | None = None,
         own_id: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._own_id = own_id
+        self._credentials = credentials
         self._local = LinkShaper(LinkSpec())
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._nodes: dict[str, NodeStub] = {}
@@ -34,7 +36,7 @@ class PeerPool:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = open_channel(address)
+            channel = self._channels[address] = open_channel(address, self._credentials)
         return channel
 
     def node(self, address: str) -> NodeStub:

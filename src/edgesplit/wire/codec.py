@@ -54,6 +54,7 @@ def envelope_to_pb(env: StepEnvelope) -> node_pb2.StepRequest:
         reply_node_id=env.reply_node_id,
         timings=_timings_to_pb(env.timings),
         budget_s=env.budget_s,
+        privacy_none=not env.privacy_high,
     )
 
 
@@ -87,6 +88,7 @@ def envelope_from_pb(
         reply_node_id=msg.reply_node_id,
         timings=_timings_from_pb(msg.timings),
         budget_s=msg.budget_s,
+        privacy_high=not msg.privacy_none,
     )
     return env, error
 

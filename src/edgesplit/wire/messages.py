@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import torch
 
 from edgesplit.errors import PlanRejectedError
-from edgesplit.model.kv_cache import KVSnapshot
 from edgesplit.model.steps import SamplingParams
 from edgesplit.transport.base import HopTiming, Route
 
@@ -35,6 +34,8 @@ class StepEnvelope:
     reply_node_id: str
     timings: tuple[HopTiming, ...] = ()
     budget_s: float = 30.0
+    privacy_high: bool = True
+    """The request's privacy tag: an untrusted node refuses privacy-critical blocks for it."""
 
 
 @dataclass(frozen=True)
@@ -157,13 +158,3 @@ class EpochState:
     epoch: int
     segments: tuple[tuple[int, int], ...] = field(default_factory=tuple)
     load_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class KVTransfer:
-    """One session's KV cache for segment [start, end): an ExportKV answer, or an ImportKV into ``epoch``."""
-
-    start: int
-    end: int
-    snapshot: KVSnapshot
-    epoch: int = -1

@@ -10,11 +10,11 @@ from typing import Any
 
 import grpc
 
+from edgesplit.security.pki import TLS_SERVER_NAME
 from edgesplit.wire.codec import envelope_to_pb, outcome_to_pb, telemetry_from_pb
 from edgesplit.wire.errors import error_from_rpc
 from edgesplit.wire.gen import node_pb2, node_pb2_grpc
-from edgesplit.wire.kv_codec import kv_from_pb, kv_to_pb
-from edgesplit.wire.messages import EpochState, KVTransfer, StepEnvelope, StepOutcome, TelemetrySnapshot
+from edgesplit.wire.messages import EpochState, StepEnvelope, StepOutcome, TelemetrySnapshot
 
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
@@ -23,9 +23,13 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    """An insecure aio channel with edgesplit's message-size limits (TLS is the security issue's job)."""
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+def open_channel(address: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:
+    """An aio channel with edgesplit's message-size limits; mTLS when ``credentials`` are given
+    (transport/tls.py), the server verified against the name every cluster certificate carries."""
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", TLS_SERVER_NAME)]
+    return grpc.aio.secure_channel(address, credentials, options=options)
 
 
 @dataclass(frozen=True)
@@ -154,24 +158,6 @@ class NodeStub:
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self._peer) from None
         return telemetry_from_pb(reply)
-
-    async def export_kv(self, session_id: str, start: int, end: int, timeout_s: float) -> KVTransfer:
-        """The session's KV cache held by this node's segment [start, end)."""
-        try:
-            reply = await self._stub.ExportKV(
-                node_pb2.KVExportRequest(session_id=session_id, start=start, end=end), timeout=timeout_s
-            )
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc, self._peer) from None
-        return kv_from_pb(reply, MAX_MESSAGE_BYTES)
-
-    async def import_kv(self, transfer: KVTransfer, timeout_s: float) -> int:
-        """Install a session's KV cache in this node's segment of ``transfer.epoch``; returns its length."""
-        try:
-            reply = await self._stub.ImportKV(kv_to_pb(transfer), timeout=timeout_s)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc, self._peer) from None
-        return int(reply.length)
 
 
 class SinkStub:

@@ -1,0 +1,1 @@
+"""Security: the cluster PKI (certificates carry identity and trust) and shard encryption."""
