@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from edgesplit.errors import NodeUnavailableError, SessionNotFoundError, TransportError
+from edgesplit.gateway.cutover import cutover_for
 from edgesplit.gateway.observations import GatewayObservations
 from edgesplit.gateway.routes import RouteBook
 from edgesplit.model.steps import SamplingParams
@@ -77,6 +78,7 @@ class Decoder:
         self._eos = eos_token_ids
         self._limits = limits
         self._cleanup: set[asyncio.Task[None]] = set()
+        self.cutover = cutover_for(client, lambda: self.observations.samples)
 
     async def generate(self, request: GenerationRequest, state: GenerationState) -> AsyncGenerator[int, None]:
         """Yield generated token ids (EOS excluded); sets ``state.finish_reason`` to stop or length.
@@ -93,9 +95,12 @@ class Decoder:
                 # 1) Pick the route of the committed plan; a new epoch moves the session (re-prefill).
                 route = self._routes.route_for(request.privacy_high)
                 if session is None or session.route.epoch != route.epoch:
-                    if session is not None:
-                        self._end_later(session)
-                    session = _Session(route, f"gw-{uuid.uuid4().hex}")
+                    old, session = session, _Session(route, f"gw-{uuid.uuid4().hex}")
+                    if old is not None:  # KV transfer when cheaper; fed stays 0 (re-prefill) otherwise
+                        session.fed = await self.cutover.move(
+                            old.route, route, old.session_id, session.session_id, old.fed
+                        )
+                        self._end_later(old)
                 # 2) Send what the session's caches lack: the whole history after a (re-)prefill.
                 step = ChainStep(
                     session_id=session.session_id,

@@ -13,7 +13,7 @@ import grpc
 
 from edgesplit.transport.tls import TlsConfig, channel_credentials
 from edgesplit.wire.health import is_serving
-from edgesplit.wire.messages import EpochState, PlanSpec, TelemetrySnapshot
+from edgesplit.wire.messages import EpochState, KVTransfer, PlanSpec, TelemetrySnapshot
 from edgesplit.wire.stubs import NodeStub, open_channel
 
 CONTROL_TIMEOUT_S = 10.0
@@ -91,6 +91,16 @@ class NodeAdmin:
 
     async def end_session(self, session_id: str, timeout_s: float = CONTROL_TIMEOUT_S) -> int:
         return await self._stub.end_session(session_id, timeout_s)
+
+    async def export_kv(
+        self, session_id: str, start: int, end: int, timeout_s: float = CONTROL_TIMEOUT_S
+    ) -> KVTransfer:
+        """The session's KV cache held by the node's segment [start, end)."""
+        return await self._stub.export_kv(session_id, start, end, timeout_s)
+
+    async def import_kv(self, transfer: KVTransfer, timeout_s: float = CONTROL_TIMEOUT_S) -> int:
+        """Install a session's KV cache in the node's segment of ``transfer.epoch``; returns its length."""
+        return await self._stub.import_kv(transfer, timeout_s)
 
     async def close(self) -> None:
         if self._channel_ is not None:

@@ -14,7 +14,8 @@ from edgesplit.security.pki import TLS_SERVER_NAME
 from edgesplit.wire.codec import envelope_to_pb, outcome_to_pb, telemetry_from_pb
 from edgesplit.wire.errors import error_from_rpc
 from edgesplit.wire.gen import node_pb2, node_pb2_grpc
-from edgesplit.wire.messages import EpochState, StepEnvelope, StepOutcome, TelemetrySnapshot
+from edgesplit.wire.kv_codec import kv_from_pb, kv_to_pb
+from edgesplit.wire.messages import EpochState, KVTransfer, StepEnvelope, StepOutcome, TelemetrySnapshot
 
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
@@ -158,6 +159,24 @@ class NodeStub:
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self._peer) from None
         return telemetry_from_pb(reply)
+
+    async def export_kv(self, session_id: str, start: int, end: int, timeout_s: float) -> KVTransfer:
+        """The session's KV cache held by this node's segment [start, end)."""
+        try:
+            reply = await self._stub.ExportKV(
+                node_pb2.KVExportRequest(session_id=session_id, start=start, end=end), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return kv_from_pb(reply, MAX_MESSAGE_BYTES)
+
+    async def import_kv(self, transfer: KVTransfer, timeout_s: float) -> int:
+        """Install a session's KV cache in this node's segment of ``transfer.epoch``; returns its length."""
+        try:
+            reply = await self._stub.ImportKV(kv_to_pb(transfer), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self._peer) from None
+        return int(reply.length)
 
 
 class SinkStub:
