@@ -87,7 +87,10 @@ class FixedController(AdaptiveController):
         restarted = sorted(
             n
             for n in plan.nodes
-            if n in env.nodes and n not in silent and env.nodes[n].epoch == 0 and plan.epoch > 0
+            if n in env.nodes
+            and n not in silent
+            and env.nodes[n].epoch == 0
+            and env.nodes[n].last_report_s > self._committed_at + _SETTLE_S
         )
         if not restarted:
             return DecisionEvent(now, plan.epoch, Action.KEEP, "static plan")

@@ -1,0 +1,202 @@
+"""Applies a scenario's timed events to a live local cluster, and keeps the oracle's truth file current.
+
+Link and load changes go to the node agents (SetEmulation: each node shapes what it sends); a kill is
+SIGKILL to the node's process group, found by PID; a return starts the node again on its old address.
+Limitation: the gateway's own sending direction (source → first node) keeps its start-up shaping,
+so a link event on a link from the source reaches the replies, not the requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgesplit.cluster.config import ClusterConfig
+from edgesplit.cluster.launcher import LocalCluster
+from edgesplit.cluster.roles import node_emulation
+from edgesplit.errors import EdgesplitError
+from edgesplit.evaluation.oracle import TrueLink, TrueNode, Truth
+
+RESTART_TIMEOUT_S = 90.0
+UNSHAPED_MBPS = 100_000.0
+"""A loopback pair with no shaping, as the truth file writes it (bandwidth must be positive)."""
+
+
+class EmulationState:
+    """Every node's current emulation section (node/config.py keys), and the truth derived from it."""
+
+    def __init__(self, cluster: ClusterConfig) -> None:
+        self.cluster = cluster
+        self.sections: dict[str, dict[str, Any]] = {
+            n.id: node_emulation(cluster, n.id, 0.0) for n in cluster.nodes
+        }
+        self.down: set[str] = set()
+        self.version = 0
+
+    def set_link(self, a: str, b: str, bandwidth_mbps: float | None, rtt_ms: float | None) -> list[str]:
+        """Both directions of a–b; returns the nodes whose section changed."""
+        for me, peer in ((a, b), (b, a)):
+            links = self.sections[me].setdefault("links", {})
+            link = dict(links.get(peer, {"bandwidth_mbps": 0.0, "rtt_ms": 0.0}))
+            if bandwidth_mbps is not None:
+                link["bandwidth_mbps"] = bandwidth_mbps
+            if rtt_ms is not None:
+                link["rtt_ms"] = rtt_ms
+            links[peer] = link
+        self.version += 1
+        return [a, b]
+
+    def set_load(self, node: str, load: float) -> list[str]:
+        self.sections[node]["background_load"] = load
+        self.version += 1
+        return [node]
+
+    def set_up(self, node: str, up: bool) -> None:
+        (self.down.discard if up else self.down.add)(node)
+        self.version += 1
+
+    def section(self, node: str) -> dict[str, Any]:
+        return copy.deepcopy(self.sections[node])
+
+    def truth(self, at_s: float) -> Truth:
+        emulation = self.cluster.emulation
+        nodes = {
+            n: TrueNode(
+                speed_factor=float(s.get("speed_factor", 1.0)),
+                background_load=float(s.get("background_load", 0.0)),
+                up=n not in self.down,
+            )
+            for n, s in self.sections.items()
+        }
+        links: dict[tuple[str, str], TrueLink] = {}
+        for me, section in sorted(self.sections.items()):
+            for peer, link in sorted(section.get("links", {}).items()):
+                key = (me, peer) if me <= peer else (peer, me)
+                if key in links or peer not in self.sections:
+                    continue
+                bw = float(link.get("bandwidth_mbps") or 0.0) or UNSHAPED_MBPS
+                links[key] = TrueLink(
+                    a=key[0], b=key[1], bandwidth_mbps=bw, rtt_ms=float(link.get("rtt_ms", 0))
+                )
+        profile = {} if emulation is None else {b: t.decode_ms for b, t in emulation.block_profile.items()}
+        return Truth(
+            version=self.version, at_s=at_s, nodes=nodes, links=list(links.values()), block_decode_ms=profile
+        )
+
+
+class Disturbances:
+    """Plays ``events`` against ``local`` from ``t0`` (monotonic); ``applied`` holds (t_s, label)."""
+
+    def __init__(
+        self,
+        local: LocalCluster,
+        events: Sequence[Any],
+        state: EmulationState,
+        truth_path: Path | None = None,
+        on_event: Callable[[float, str], None] | None = None,
+    ) -> None:
+        self.local = local
+        self.events = sorted(events, key=lambda e: e.at_s)
+        self.state = state
+        self.truth_path = truth_path
+        self.on_event = on_event
+        self.applied: list[tuple[float, str]] = []
+        self.errors: list[str] = []
+        self._t0 = time.monotonic()
+
+    async def run(self, t0: float) -> None:
+        """Apply every event at ``t0 + at_s``; a failing event is recorded, the rest still run."""
+        self._t0 = t0
+        for event in self.events:
+            await asyncio.sleep(max(0.0, t0 + event.at_s - time.monotonic()))
+            try:
+                label = await self.apply(event)
+            except (EdgesplitError, OSError, RuntimeError) as exc:
+                self.errors.append(f"{event.kind} at {event.at_s:g} s: {exc}")
+                continue
+            now = time.monotonic() - t0
+            self.applied.append((now, label))
+            if self.on_event is not None:
+                self.on_event(now, label)
+
+    async def apply(self, event: Any) -> str:
+        kind = event.kind
+        if kind == "link":
+            changed = self.state.set_link(event.a, event.b, event.bandwidth_mbps, event.rtt_ms)
+            await self._push(changed)
+            parts = [f"{event.bandwidth_mbps:g} Mbit/s" if event.bandwidth_mbps is not None else ""]
+            parts.append(f"{event.rtt_ms:g} ms RTT" if event.rtt_ms is not None else "")
+            label = f"link {event.a}~{event.b}: {', '.join(p for p in parts if p)}"
+        elif kind == "node_load":
+            await self._push(self.state.set_load(event.node, event.load))
+            label = f"{event.node} load {event.load:.0%}"
+        elif kind == "node_kill":
+            await asyncio.to_thread(kill_node, self.local, event.node)
+            self.state.set_up(event.node, False)
+            label = f"{event.node} killed"
+        elif kind == "node_return":
+            await asyncio.to_thread(restart_node, self.local, event.node, self.state.section(event.node))
+            self.state.set_up(event.node, True)
+            label = f"{event.node} back"
+        else:
+            raise RuntimeError(f"unknown event kind {kind!r}")
+        self.write_truth()
+        return label
+
+    def write_truth(self) -> None:
+        if self.truth_path is not None:
+            self.state.truth(time.monotonic() - self._t0).write(self.truth_path)
+
+    async def _push(self, nodes: list[str]) -> None:
+        from edgesplit.node.config import EmulationConfig
+        from edgesplit.transport.node_admin import NodeAdmin
+
+        for node in nodes:
+            if node in self.state.down:
+                continue  # applied when it comes back (its restart config carries the section)
+            admin = NodeAdmin(self.local.addresses[node])
+            try:
+                await admin.set_emulation(EmulationConfig.model_validate(self.state.section(node)))
+            finally:
+                await admin.close()
+
+
+def _child(local: LocalCluster, node: str) -> Any:
+    name = f"node {node}"
+    found = [c for c in local.children if c.name == name]
+    if not found:
+        raise RuntimeError(f"no process for node {node!r}")
+    return found[-1]
+
+
+def kill_node(local: LocalCluster, node: str) -> None:
+    """SIGKILL the node's process group (by the PID the cluster started) and reap it."""
+    child = _child(local, node)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.proc.pid, signal.SIGKILL)
+    child.proc.wait(timeout=30)
+
+
+def restart_node(local: LocalCluster, node: str, emulation: dict[str, Any]) -> None:
+    """Start the node again on its old address with its current emulation; wait until it is ready."""
+    old = _child(local, node)
+    if old.proc.poll() is None:
+        raise RuntimeError(f"node {node!r} is still running")
+    local.children.remove(old)  # its PID is reaped; the new process takes its name
+    config = yaml.safe_load((local.run_dir / f"node-{node}.yaml").read_text())
+    generation = sum(1 for p in local.run_dir.glob(f"node-{node}*.ready")) + 1
+    ready = local.run_dir / f"node-{node}-{generation}.ready"
+    config.update({"listen": local.addresses[node], "ready_file": str(ready), "emulation": emulation})
+    path = local.run_dir / f"node-{node}-{generation}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    local._spawn(f"node {node}", ["node", "--config", str(path)])
+    local._await_ready(f"node {node}", ready, time.monotonic() + RESTART_TIMEOUT_S)
