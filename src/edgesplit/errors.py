@@ -31,6 +31,8 @@ class EdgesplitError(Exception):
 
     exit_code: int = 1
     code: str = "error"
+    node_id: str = ""
+    """The node a failure was reported at, when known (the gateway tells the orchestrator)."""
 
 
 class UserInputError(EdgesplitError):

@@ -136,6 +136,7 @@ def gateway_config(
         max_concurrent_requests=section.max_concurrent_requests,
         max_reprefills=4,
         failover_wait_s=section.request_timeout_s,  # the orchestrator re-plans around a lost node
+        privacy_wait_s=section.request_timeout_s / 2,  # and commits a privacy-keeping plan on demand
         source_node=source,
         emulated_links={p: EmulatedLinkConfig(**s) for p, s in _links_from(cluster, source).items()},
     )

@@ -72,6 +72,7 @@ def create_app(
     routes = routes or RouteBook(
         trusted_nodes=frozenset(n.id for n in config.nodes if n.trusted),
         privacy_blocks=frozenset(config.privacy_blocks),
+        privacy_wait_s=config.privacy_wait_s,
     )
     metrics = GatewayMetrics()
     if route is not None:

@@ -59,6 +59,9 @@ class GatewayConfig(BaseModel):
     failover_wait_s: float = Field(default=0.0, ge=0)
     """When a node of the route fails, wait this long for the orchestrator's recovery plan (a newer
     epoch) and re-prefill on it; 0 answers the error at once (no orchestrator to wait for)."""
+    privacy_wait_s: float = Field(default=0.0, ge=0)
+    """A privacy-high request whose committed chain crosses an untrusted node waits this long for the
+    orchestrator's privacy-keeping plan (it is never served on the leaking one); 0 refuses at once."""
     api_keys: list[str] = Field(default_factory=list)
     """When set, /v1/* requests need ``Authorization: Bearer KEY`` (/health and /metrics stay open)."""
     admin_token: str | None = None

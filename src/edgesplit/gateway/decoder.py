@@ -93,7 +93,7 @@ class Decoder:
         try:
             while state.completion_tokens < request.max_tokens:
                 # 1) Pick the route of the committed plan; a new epoch moves the session (re-prefill).
-                route = self._routes.route_for(request.privacy_high)
+                route = await self._routes.wait_route(request.privacy_high, deadline, self.observations)
                 if session is None or session.route.epoch != route.epoch:
                     old, session = session, _Session(route, f"gw-{uuid.uuid4().hex}")
                     if old is not None:  # KV transfer when cheaper; fed stays 0 (re-prefill) otherwise
@@ -123,6 +123,8 @@ class Decoder:
                     # 3) A hop lost the cache (restart, eviction) or died: replay the history on a fresh
                     #    session — after a died node, on the orchestrator's recovery plan (newer epoch).
                     state.reprefills += 1
+                    if isinstance(exc, NodeUnavailableError) and exc.node_id:
+                        self.observations.node_failed(exc.node_id)  # the orchestrator acts at once
                     if state.reprefills > self._limits.max_reprefills:
                         raise
                     if not isinstance(exc, SessionNotFoundError):

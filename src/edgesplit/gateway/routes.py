@@ -1,15 +1,27 @@
 """The gateway's view of the committed plan: which route a request's steps travel, fenced by epoch.
 
-Owns the current plan and the privacy check per request; never talks to nodes.
+Owns the current plan and the privacy check per request; never talks to nodes. A ``privacy: high``
+request whose committed chain would cross an untrusted node waits (bounded) for a plan that keeps its
+critical blocks on trusted nodes; meanwhile it is counted in ``privacy_high_waiting``, which the
+orchestrator reads as its privacy trigger. It is never served over the violating chain.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from edgesplit.errors import NodeUnavailableError, PlanRejectedError, PrivacyViolationError
 from edgesplit.transport.base import Hop, Route
+
+
+class WaitingCounter(Protocol):
+    """Where waiting privacy-high requests are counted (the gateway's observations)."""
+
+    privacy_high_waiting: int
 
 
 @dataclass(frozen=True)
@@ -39,10 +51,17 @@ class RouteBook:
     on a route that keeps them on ``trusted_nodes``.
     """
 
-    def __init__(self, trusted_nodes: frozenset[str], privacy_blocks: frozenset[int]) -> None:
+    def __init__(
+        self,
+        trusted_nodes: frozenset[str],
+        privacy_blocks: frozenset[int],
+        privacy_wait_s: float = 0.0,
+    ) -> None:
         self.trusted_nodes = trusted_nodes
         self.privacy_blocks = privacy_blocks
+        self.privacy_wait_s = privacy_wait_s
         self._plan: CommittedPlan | None = None
+        self._changed = asyncio.Event()
 
     @property
     def plan(self) -> CommittedPlan | None:
@@ -57,6 +76,8 @@ class RouteBook:
             )
         _check_covers(plan.route)
         self._plan = plan
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def route_for(self, privacy_high: bool) -> Route:
         """The route for one step; raises when none is committed or privacy cannot be kept."""
@@ -71,6 +92,29 @@ class RouteBook:
                     f"node(s) {', '.join(sorted(leaks))}; retry with privacy 'none' or wait for a new plan"
                 )
         return route
+
+    async def wait_route(self, privacy_high: bool, deadline: float, waiting: WaitingCounter) -> Route:
+        """``route_for``, except that a privacy-high request on a leaking plan waits for a plan that
+        keeps its critical blocks trusted — up to ``privacy_wait_s`` and the monotonic ``deadline``."""
+        if not privacy_high or self._private():
+            return self.route_for(privacy_high)
+        until = min(deadline, time.monotonic() + self.privacy_wait_s)
+        waiting.privacy_high_waiting += 1
+        try:
+            while not self._private():
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                changed = self._changed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), left)
+        finally:
+            waiting.privacy_high_waiting -= 1
+        return self.route_for(privacy_high)
+
+    def _private(self) -> bool:
+        """No plan yet counts as private here: ``route_for`` reports the missing plan itself."""
+        return self._plan is None or not self.untrusted_privacy_hops(self._plan.route)
 
     def untrusted_privacy_hops(self, route: Route) -> set[str]:
         return {

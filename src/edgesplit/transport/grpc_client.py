@@ -113,7 +113,9 @@ class GrpcSegmentClient:
                     encoded, timeout_s=max(encoded.message.budget_s, 1e-3)
                 )
             except EdgesplitError as exc:
-                raise NodeUnavailableError(f"first hop {first.node_id} at {first.address}: {exc}") from exc
+                lost = NodeUnavailableError(f"first hop {first.node_id} at {first.address}: {exc}")
+                lost.node_id = first.node_id
+                raise lost from exc
             remaining = timeout_s - (time.perf_counter() - started)
             try:
                 outcome = await asyncio.wait_for(future, max(remaining, 1e-3))
@@ -126,7 +128,9 @@ class GrpcSegmentClient:
             self._pending.pop(step_id, None)
         if not outcome.ok:
             where = f" (at node {outcome.failed_node_id})" if outcome.failed_node_id else ""
-            raise error_from_code(outcome.error_code, f"{outcome.error_message}{where}")
+            error = error_from_code(outcome.error_code, f"{outcome.error_message}{where}")
+            error.node_id = outcome.failed_node_id
+            raise error
         return ChainResult(step.session_id, outcome.token_id, outcome.timings)
 
     async def end_session(self, route: Route, session_id: str) -> None:
