@@ -1,0 +1,189 @@
+"""The open-loop load generator against a real HTTP gateway (uvicorn on 127.0.0.1:0 over a fake chain),
+and once (slow) against a real loopback cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from edgesplit.evaluation.load import RequestRecord, run_open_loop
+from edgesplit.evaluation.workload import PlannedRequest
+from edgesplit.gateway.app import create_app
+from edgesplit.gateway.config import GatewayConfig
+from edgesplit.gateway.routes import RouteBook
+from edgesplit.gateway.text import TextCodec
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "gateway"))
+from gateway_factories import MODEL, NODES, three_hop_plan
+from gateway_fakes import FakeChain
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class ThreadedGateway:
+    """The gateway app under a real uvicorn server on a runtime port, in a thread; stopped in teardown."""
+
+    def __init__(self, chain: FakeChain, model_dir: Path, codec: TextCodec, **config: object) -> None:
+        cfg = GatewayConfig(
+            model_name=MODEL,
+            model_path=model_dir,
+            nodes=NODES,
+            privacy_blocks=[0, 1, codec.num_blocks - 1],
+            **config,  # type: ignore[arg-type]
+        )
+        routes = RouteBook(frozenset({"device", "mec1"}), frozenset(cfg.privacy_blocks))
+        routes.commit(three_hop_plan(num_blocks=codec.num_blocks))
+        app = create_app(cfg, chain, codec=codec, routes=routes)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> ThreadedGateway:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "gateway did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    from edgesplit.model.builtin import resolve_model
+
+    return resolve_model(MODEL)
+
+
+@pytest.fixture(scope="module")
+def codec(model_dir: Path) -> TextCodec:
+    return TextCodec.from_checkpoint(model_dir)
+
+
+@pytest.fixture
+def gateway(model_dir: Path, codec: TextCodec) -> Iterator[ThreadedGateway]:
+    chain = FakeChain(vocab=codec.vocab_size, step_delay_s=0.05)
+    with ThreadedGateway(chain, model_dir, codec, max_concurrent_requests=128) as gw:
+        yield gw
+
+
+def planned(n: int, gap_s: float, max_tokens: int = 6, privacy: str = "high") -> list[PlannedRequest]:
+    return [PlannedRequest(i, i * gap_s, "a the and is on", max_tokens, privacy) for i in range(n)]  # type: ignore[arg-type]
+
+
+def max_overlap(records: list[RequestRecord]) -> int:
+    edges = sorted([(r.send_s, 1) for r in records] + [(r.end_s, -1) for r in records])
+    running = best = 0
+    for _, step in edges:
+        running += step
+        best = max(best, running)
+    return best
+
+
+def test_requests_leave_on_schedule_and_overlap(gateway: ThreadedGateway, codec: TextCodec) -> None:
+    # each request takes >= 6 steps x 50 ms = 0.3 s but one leaves every 40 ms: a closed loop falls behind
+    done: list[int] = []
+    records = asyncio.run(
+        run_open_loop(
+            gateway.url, MODEL, planned(20, 0.04), timeout_s=20, on_done=lambda r: done.append(r.index)
+        )
+    )
+    assert [r.index for r in records] == list(range(20))
+    assert sorted(done) == list(range(20))
+    assert {r.status for r in records} == {"ok"}, [r.error for r in records]
+    assert all(r.tokens == 6 for r in records)
+    assert max(r.sent_late_s for r in records) < 0.25
+    assert max_overlap(records) >= 5
+    for r in records:
+        assert r.latency_s >= 0.3
+        assert r.first_token_s is not None and r.send_s < r.first_token_s <= r.end_s
+        assert r.epochs == (1,)
+    last = codec.num_blocks - 1
+    expected = {0: ("device",), 1: ("device",), last: ("device",)} | {b: ("mec1",) for b in range(2, last)}
+    assert records[0].nodes_by_block == expected
+
+
+def test_latency_counts_from_the_scheduled_time_not_the_late_send(gateway: ThreadedGateway) -> None:
+    # the schedule "started" 1 s ago: the request leaves 1 s late and that second is part of its latency
+    start = time.monotonic() - 1.0
+    (record,) = asyncio.run(
+        run_open_loop(gateway.url, MODEL, planned(1, 0.0, 2), timeout_s=20, start_monotonic=start)
+    )
+    assert record.status == "ok"
+    assert record.sent_late_s >= 1.0
+    assert record.latency_s >= 1.0 + 0.1
+    assert record.end_s - record.sent_late_s < record.latency_s
+
+
+def test_epoch_change_during_the_run_is_recorded(gateway: ThreadedGateway, codec: TextCodec) -> None:
+    last = codec.num_blocks - 1
+    plan = {
+        "epoch": 2,
+        "segments": [
+            {"node": "device", "start": 0, "end": 2},
+            {"node": "cloud", "start": 2, "end": last},
+            {"node": "device", "start": last, "end": last + 1},
+        ],
+    }
+
+    async def run() -> list[RequestRecord]:
+        load = asyncio.create_task(run_open_loop(gateway.url, MODEL, planned(10, 0.1, 4), timeout_s=20))
+        await asyncio.sleep(0.45)
+        async with httpx.AsyncClient() as client:
+            resp = await client.put(f"{gateway.url}/v1/plan", json=plan)
+            assert resp.status_code == 200, resp.text
+        return await load
+
+    records = asyncio.run(run())
+    assert {r.status for r in records} == {"ok"}
+    assert records[0].epochs == (1,)
+    assert records[-1].epochs == (2,)
+    assert records[-1].nodes_by_block is not None and records[-1].nodes_by_block[2] == ("cloud",)
+    moved = [r for r in records if r.epochs == (1, 2)]
+    for r in moved:
+        assert r.nodes_by_block is not None and r.nodes_by_block[2] == ("cloud", "mec1")
+
+
+def test_failures_become_records_not_exceptions(model_dir: Path, codec: TextCodec) -> None:
+    failing = FakeChain(vocab=codec.vocab_size, fail_after=2, step_delay_s=0.01)
+    with ThreadedGateway(failing, model_dir, codec, request_timeout_s=5) as gw:
+        records = asyncio.run(run_open_loop(gw.url, MODEL, planned(2, 0.0), timeout_s=10))
+        assert [r.status for r in records] == ["error", "error"]
+        assert all(r.error and "mec1 is gone" in r.error for r in records)
+        (wrong_model,) = asyncio.run(run_open_loop(gw.url, "no-such-model", planned(1, 0.0), timeout_s=10))
+        assert wrong_model.status == "error" and wrong_model.error is not None
+        assert wrong_model.error.startswith("HTTP 404:")
+        assert wrong_model.epochs == () and wrong_model.nodes_by_block is None
+
+
+def test_a_request_slower_than_its_timeout_is_a_timeout(model_dir: Path, codec: TextCodec) -> None:
+    slow = FakeChain(vocab=codec.vocab_size, step_delay_s=0.5)
+    with ThreadedGateway(slow, model_dir, codec) as gw:
+        started = time.monotonic()
+        (record,) = asyncio.run(run_open_loop(gw.url, MODEL, planned(1, 0.0, 8), timeout_s=0.8))
+        assert time.monotonic() - started < 3.0
+    assert record.status == "timeout"
+    assert 0.8 <= record.end_s < 2.0
+
+
+def test_nobody_listening_is_an_error_record() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening: refused
+        (record,) = asyncio.run(run_open_loop(url, MODEL, planned(1, 0.0), timeout_s=5))
+    assert record.status == "error" and record.error is not None and "Connect" in record.error
