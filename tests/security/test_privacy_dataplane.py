@@ -7,18 +7,23 @@ first line, the node's refusal the second (a stale or wrong gateway view must no
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from dataplane_nodes import NodeSpec, greedy, reference_tokens, running_nodes
+from fastapi.testclient import TestClient
 
 from edgesplit.errors import PrivacyViolationError
 from edgesplit.gateway.app import create_app
 from edgesplit.gateway.config import GatewayConfig, GatewayNodeConfig
+from edgesplit.gateway.routes import CommittedPlan
 from edgesplit.gateway.text import TextCodec
 from edgesplit.node.agent import NodeAgent
-from edgesplit.transport.base import ChainStep, Route
+from edgesplit.transport.base import ChainResult, ChainStep, Hop, Route
 from edgesplit.transport.grpc_client import GrpcSegmentClient
 from edgesplit.wire.codec import envelope_from_pb, envelope_to_pb
 from edgesplit.wire.gen import node_pb2
@@ -161,3 +166,88 @@ async def test_gateway_with_a_wrong_view_of_trust_still_never_serves(model_dir: 
                 assert served.json()["choices"][0]["text"] == expected
         finally:
             await client.close()
+
+
+class _CountingChain:
+    """A SegmentClient that answers fixed tokens and records the epoch of every step it ran."""
+
+    def __init__(self, on_step: Callable[[int], None] | None = None) -> None:
+        self.epochs: list[int] = []
+        self._on_step = on_step
+
+    async def run_step(self, route: Route, step: ChainStep, timeout_s: float) -> ChainResult:
+        self.epochs.append(route.epoch)
+        if self._on_step is not None:
+            self._on_step(len(self.epochs))
+        return ChainResult(step.session_id, 100 + len(self.epochs) % 7)
+
+    async def end_session(self, route: Route, session_id: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def _gateway(model_dir: Path, chain: _CountingChain, plan: Route, privacy_wait_s: float) -> TestClient:
+    nodes = [
+        GatewayNodeConfig(id="device", address="127.0.0.1:1", trusted=True, source=True),
+        GatewayNodeConfig(id="cloud", address="127.0.0.1:2", trusted=False),
+    ]
+    config = GatewayConfig(
+        model_name=MODEL,
+        model_path=model_dir,
+        nodes=nodes,
+        privacy_blocks=list(PRIVACY),
+        privacy_wait_s=privacy_wait_s,
+    )
+    return TestClient(create_app(config, chain, route=plan))  # type: ignore[arg-type]
+
+
+def _trusted_plan(epoch: int) -> Route:
+    return Route(epoch, (Hop("device", "127.0.0.1:1", 0, 6),))
+
+
+def _leaking_plan(epoch: int) -> Route:
+    return Route(epoch, (Hop("device", "127.0.0.1:1", 0, 2), Hop("cloud", "127.0.0.1:2", 2, 6)))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_no_compliant_plan_in_time_is_a_clear_error_never_a_served_request(
+    model_dir: Path, stream: bool
+) -> None:
+    chain = _CountingChain()
+    with _gateway(model_dir, chain, _leaking_plan(1), privacy_wait_s=0.3) as client:
+        body = {"model": MODEL, "prompt": "hello", "max_tokens": 3, "stream": stream}
+        started = time.monotonic()
+        resp = client.post("/v1/completions", json=body)
+        waited = time.monotonic() - started
+        assert resp.status_code == 503, resp.text
+        error = resp.json()["error"]
+        assert error["type"] == "privacy_unavailable_error" and error["code"] == "privacy_violation"
+        assert "privacy-critical" in error["message"] and "cloud" in error["message"]
+        assert resp.headers.get("x-should-retry") == "false"
+        assert 0.25 <= waited < 10
+        assert chain.epochs == []  # nothing ran on the leaking chain
+        assert client.post("/v1/completions", json={**body, "privacy": "none"}).status_code == 200
+        assert chain.epochs and set(chain.epochs) == {1}
+
+
+def test_a_plan_turning_leaky_mid_stream_ends_the_stream_with_the_privacy_error(model_dir: Path) -> None:
+    """Three tokens on the trusted plan, then a leaking plan is committed: no step runs on it."""
+    holder: dict[str, TestClient] = {}
+
+    def leak_after_three(steps: int) -> None:
+        if steps == 3:
+            holder["client"].app.state.routes.commit(CommittedPlan(_leaking_plan(2)))  # type: ignore[attr-defined]
+
+    chain = _CountingChain(leak_after_three)
+    with _gateway(model_dir, chain, _trusted_plan(1), privacy_wait_s=0.2) as client:
+        holder["client"] = client
+        body = {"model": MODEL, "prompt": "hello", "max_tokens": 8, "stream": True}
+        resp = client.post("/v1/completions", json=body)
+        assert resp.status_code == 200
+        events = [line.removeprefix("data: ") for line in resp.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        error = json.loads(events[-2])["error"]
+        assert error["code"] == "privacy_violation" and "cloud" in error["message"]
+        assert chain.epochs == [1, 1, 1]
