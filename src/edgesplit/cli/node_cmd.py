@@ -40,6 +40,7 @@ def build_config(
     threads: int | None = None,
     orchestrator_public_key: str | None = None,
     allow_unsigned_plans: bool = False,
+    tls_dir: Path | None = None,
 ) -> Any:
     """A NodeConfig from the YAML file (if any) with flags overriding its keys."""
     import yaml
@@ -70,6 +71,13 @@ def build_config(
         "allow_unsigned_plans": allow_unsigned_plans or None,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if tls_dir is not None:
+        name = str(data.get("node_id", ""))
+        data["tls"] = {
+            "ca_cert": tls_dir / "ca.crt",
+            "cert": tls_dir / f"{name}.crt",
+            "key": tls_dir / f"{name}.key",
+        }
     try:
         return NodeConfig.model_validate(data)
     except ValidationError as exc:
@@ -131,6 +139,9 @@ def register(app: typer.Typer) -> None:
         allow_unsigned_plans: bool = typer.Option(
             False, "--allow-unsigned-plans", help="Development only: obey unsigned plans (no key given)."
         ),
+        tls_dir: Path | None = typer.Option(
+            None, "--tls-dir", help="mTLS: folder with ca.crt, ID.crt, ID.key (`edgesplit certs`)."
+        ),
     ) -> None:
         """Run one node agent: host model segments and serve steps over gRPC."""
         run(
@@ -147,5 +158,6 @@ def register(app: typer.Typer) -> None:
                 threads,
                 orchestrator_public_key,
                 allow_unsigned_plans,
+                tls_dir,
             )
         )

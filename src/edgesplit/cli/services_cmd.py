@@ -40,8 +40,25 @@ def _read_token(path: Path) -> str:
     return token
 
 
+def _tls(tls_dir: Path, name: str, role: str, declared: dict[str, bool]) -> Any:
+    """This process's mTLS files (``tls_dir/NAME.*``); refuses nodes the cluster calls trusted that
+    their certificates (``tls_dir/ID.crt``) do not."""
+    from edgesplit.security.pki import Role, check_declared_trust, load_cert
+    from edgesplit.transport.tls import TlsConfig, TlsFilesConfig
+
+    files = TlsFilesConfig.in_dir(tls_dir, name)
+    tls = TlsConfig.load(files)
+    tls.expect(name, Role(role))
+    check_declared_trust(declared, tls_dir, load_cert(files.ca_cert))
+    return files, tls
+
+
 def up(
-    cluster_file: Path, timeout_s: float, interval_s: float | None = None, cooldown_s: float | None = None
+    cluster_file: Path,
+    timeout_s: float,
+    interval_s: float | None = None,
+    cooldown_s: float | None = None,
+    insecure: bool = False,
 ) -> None:
     from edgesplit.cluster.launcher import run_up
 
@@ -49,7 +66,7 @@ def up(
     model_path = _resolve_model(cluster.model, cluster_file.parent)
     extra = [] if interval_s is None else ["--interval", str(interval_s)]
     extra += [] if cooldown_s is None else ["--cooldown", str(cooldown_s)]
-    raise SystemExit(run_up(cluster, model_path, timeout_s, extra))
+    raise SystemExit(run_up(cluster, model_path, timeout_s, extra, insecure=insecure))
 
 
 def gateway(
@@ -60,6 +77,9 @@ def gateway(
     reply_host: str | None = None,
     api_keys: list[str] | None = None,
     admin_token_file: Path | None = None,
+    tls_dir: Path | None = None,
+    tls_name: str = "gateway",
+    https: bool = False,
 ) -> None:
     from edgesplit.gateway.config import GatewayConfig
     from edgesplit.gateway.server import serve
@@ -87,7 +107,10 @@ def gateway(
     if reply_host is not None:
         # Nodes on other machines deliver results to this host; listen on every interface.
         config = config.model_copy(update={"reply_host": reply_host, "reply_listen": "0.0.0.0:0"})
-    serve(config, listen, ready_file)
+    tls_files = None
+    if tls_dir is not None:
+        tls_files, _ = _tls(tls_dir, tls_name, "gateway", {n.id: n.trusted for n in config.nodes})
+    serve(config, listen, ready_file, tls_files, https)
 
 
 def orchestrator(
@@ -102,6 +125,8 @@ def orchestrator(
     pin_plan: Path | None = None,
     frozen: bool = False,
     oracle_file: Path | None = None,
+    tls_dir: Path | None = None,
+    tls_name: str = "orchestrator",
 ) -> None:
     """The adaptive orchestrator: deploy (or adopt) a plan, then monitor and reconfigure until stopped.
 
@@ -127,6 +152,7 @@ def orchestrator(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the decisions
     # Declared facts only: the emulation section is for node agents (DESIGN §3).
     cluster = _load(cluster_file).model_copy(update={"emulation": None})
+    declared_trust = {n.id: n.trusted for n in cluster.nodes}
     missing = [n.id for n in cluster.nodes if not n.address]
     if missing:
         raise ConfigError(f"{cluster_file}: node(s) {', '.join(missing)} need an `address: HOST:PORT`")
@@ -180,6 +206,7 @@ def orchestrator(
         ServiceSettings(interval_s=config.monitor_interval_s),
         echo=lambda line: typer.echo(line),
         http_url=http_url,
+        tls=None if tls_dir is None else _tls(tls_dir, tls_name, "orchestrator", declared_trust)[1],
     )
     http_app = create_app(
         controller_problem(controller, service.clock),
@@ -266,9 +293,12 @@ def register(app: typer.Typer) -> None:
         cooldown_s: float | None = typer.Option(
             None, "--cooldown", min=0.0, help="Override the cluster file's T_cool (seconds), e.g. in tests."
         ),
+        insecure: bool = typer.Option(
+            False, "--insecure", help="Debugging only: no mTLS between the processes (default: a fresh CA)."
+        ),
     ) -> None:
         """Start a local cluster on loopback: node agents, gateway, orchestrator; Ctrl-C stops all."""
-        up(cluster_file, timeout_s, interval_s, cooldown_s)
+        up(cluster_file, timeout_s, interval_s, cooldown_s, insecure)
 
     @app.command("gateway")
     def gateway_cmd(
@@ -285,9 +315,27 @@ def register(app: typer.Typer) -> None:
         admin_token_file: Path | None = typer.Option(
             None, "--admin-token-file", help="Token the orchestrator must present to commit plans."
         ),
+        tls_dir: Path | None = typer.Option(
+            None, "--tls-dir", help="mTLS to the nodes: folder with ca.crt, NAME.crt/.key and node certs."
+        ),
+        tls_name: str = typer.Option("gateway", "--tls-name", help="NAME of this gateway's certificate."),
+        https: bool = typer.Option(
+            False, "--https", help="Serve the HTTP API over TLS with that certificate."
+        ),
     ) -> None:
         """Run the OpenAI-compatible gateway in front of running node agents."""
-        gateway(cluster_file, config_file, listen, ready_file, reply_host, api_key, admin_token_file)
+        gateway(
+            cluster_file,
+            config_file,
+            listen,
+            ready_file,
+            reply_host,
+            api_key,
+            admin_token_file,
+            tls_dir=tls_dir,
+            tls_name=tls_name,
+            https=https,
+        )
 
     @app.command("orchestrator")
     def orchestrator_cmd(
@@ -322,6 +370,10 @@ def register(app: typer.Typer) -> None:
         oracle_file: Path | None = typer.Option(
             None, "--oracle-file", help="Evaluation only: plan on the harness's true conditions (a bound)."
         ),
+        tls_dir: Path | None = typer.Option(
+            None, "--tls-dir", help="mTLS to the nodes: folder with ca.crt, NAME.crt/.key and node certs."
+        ),
+        tls_name: str = typer.Option("orchestrator", "--tls-name", help="NAME of its certificate."),
     ) -> None:
         """The adaptive orchestrator: deploy or adopt a plan, then monitor and reconfigure (signed plans)."""
         orchestrator(
@@ -336,4 +388,6 @@ def register(app: typer.Typer) -> None:
             pin_plan,
             frozen,
             oracle_file,
+            tls_dir=tls_dir,
+            tls_name=tls_name,
         )

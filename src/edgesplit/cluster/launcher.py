@@ -25,6 +25,7 @@ import yaml
 from edgesplit.cluster.config import ClusterConfig
 from edgesplit.cluster.roles import gateway_config, node_config, node_emulation, num_blocks_of, trace_times
 from edgesplit.errors import EdgesplitError, ServiceDeadError
+from edgesplit.transport.tls import TlsConfig, TlsFilesConfig
 
 STOP_GRACE_S = 5.0
 POLL_S = 0.05
@@ -60,6 +61,31 @@ class LocalCluster:
     """The orchestrator's HTTP API (GET /v1/plan/preview, /healthz), from its ready file."""
     orchestrator_args: list[str] = field(default_factory=list)
     """Extra `edgesplit orchestrator` flags (``--interval``, ``--cooldown``), e.g. for tests."""
+    insecure: bool = False
+    """Debugging only: plain gRPC. By default a fresh CA in ``run_dir/pki`` certifies every process."""
+    admin_tls: TlsConfig | None = None
+    """`edgesplit up`'s own (admin) certificate, for control calls such as the trace player's."""
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.run_dir / "pki"
+
+    def _issue_certs(self) -> list[str]:
+        """A CA and one certificate per process (node trust as the cluster file declares it); the
+        flags that hand the gateway and the orchestrator their certificates."""
+        from edgesplit.security.pki import Role, init_ca, issue
+
+        init_ca(self.pki_dir)
+        for node in self.cluster.nodes:
+            issue(self.pki_dir, node.id, Role.NODE, node.trusted)
+        for name, role in (
+            ("gateway", Role.GATEWAY),
+            ("orchestrator", Role.ORCHESTRATOR),
+            ("up", Role.ADMIN),
+        ):
+            issue(self.pki_dir, name, role)
+        self.admin_tls = TlsConfig.load(TlsFilesConfig.in_dir(self.pki_dir, "up"))
+        return ["--tls-dir", str(self.pki_dir)]
 
     def start(self, timeout_s: float = 120.0) -> str:
         from edgesplit.orchestrator.signing import load_or_create_private_key, public_key_text
@@ -68,6 +94,7 @@ class LocalCluster:
         # 0) The orchestrator's signing key (in its state folder); every node trusts its public half.
         state_dir = self.run_dir / "orchestrator"
         public_key = public_key_text(load_or_create_private_key(state_dir / "orchestrator_ed25519.pem"))
+        tls_args = [] if self.insecure else self._issue_certs()
         # 1) One node agent per node, on a loopback port of its own choosing.
         ready = {}
         for node in self.cluster.nodes:
@@ -82,6 +109,8 @@ class LocalCluster:
                 num_blocks_of(self.model_path),
             )
             cfg["orchestrator_public_key"] = public_key
+            if not self.insecure:
+                cfg["tls"] = TlsFilesConfig.in_dir(self.pki_dir, node.id).model_dump(mode="json")
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             self._spawn(f"node {node.id}", ["node", "--config", str(cfg_path)])
         for node in self.cluster.nodes:
@@ -97,7 +126,16 @@ class LocalCluster:
         listen = f"127.0.0.1:{self.cluster.gateway.port}"
         self._spawn(
             "gateway",
-            ["gateway", "--config", str(gw_path), "--listen", listen, "--ready-file", str(gw_ready)],
+            [
+                "gateway",
+                "--config",
+                str(gw_path),
+                "--listen",
+                listen,
+                "--ready-file",
+                str(gw_ready),
+                *tls_args,
+            ],
         )
         self.gateway_url = self._await_ready("gateway", gw_ready, deadline)["url"]
         # 3) The orchestrator: declared facts and addresses only (no emulation section); deploys epoch 1,
@@ -116,6 +154,7 @@ class LocalCluster:
                 str(orch_ready),
                 "--state-dir",
                 str(state_dir),
+                *tls_args,
                 *self.orchestrator_args,
             ],
         )
@@ -177,10 +216,13 @@ class TracePlayer(threading.Thread):
     Time 0 is when the cluster became ready. A node that refuses a change is reported, not fatal.
     """
 
-    def __init__(self, cluster: ClusterConfig, addresses: dict[str, str]) -> None:
+    def __init__(
+        self, cluster: ClusterConfig, addresses: dict[str, str], tls: TlsConfig | None = None
+    ) -> None:
         super().__init__(name="edgesplit-trace-player", daemon=True)
         self.cluster = cluster
         self.addresses = addresses
+        self.tls = tls
         self.started_at = time.monotonic()
         self.applied: list[tuple[float, str]] = []
         self._stop_event = threading.Event()
@@ -204,7 +246,7 @@ class TracePlayer(threading.Thread):
         from edgesplit.transport.node_admin import NodeAdmin
 
         for node_id, section in changed.items():
-            admin = NodeAdmin(self.addresses[node_id])
+            admin = NodeAdmin(self.addresses[node_id], self.tls)
             try:
                 await admin.set_emulation(EmulationConfig.model_validate(section))
                 self.applied.append((at_s, node_id))
@@ -268,6 +310,7 @@ def run_up(
     model_path: Path,
     timeout_s: float = 120.0,
     orchestrator_args: list[str] | None = None,
+    insecure: bool = False,
 ) -> int:
     """Start, print the gateway URL, supervise until a signal or a child's death, stop. Returns exit code."""
     stop_reason: list[str] = []
@@ -279,12 +322,16 @@ def run_up(
             raise KeyboardInterrupt  # still starting: abandon start-up; `finally` stops what runs
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    local = LocalCluster(cluster, model_path, orchestrator_args=list(orchestrator_args or []))
+    local = LocalCluster(
+        cluster, model_path, orchestrator_args=list(orchestrator_args or []), insecure=insecure
+    )
     player: TracePlayer | None = None
     tail: DecisionTail | None = None
     code = 0
     try:
         print(f"edgesplit up: model {cluster.model} ({model_path}); logs in {local.run_dir}", flush=True)
+        security = "INSECURE plain gRPC (--insecure)" if insecure else f"mTLS, CA in {local.pki_dir}"
+        print(f"  channels: {security}", flush=True)
         url = local.start(timeout_s)
         for node_id, address in local.addresses.items():
             print(f"  node {node_id:<10} {address}", flush=True)
@@ -296,7 +343,7 @@ def run_up(
         )
         print(f"edgesplit gateway ready on {url}", flush=True)
         print(f"OpenAI base_url: {url}/v1   (Ctrl-C stops everything)", flush=True)
-        player = TracePlayer(cluster, local.addresses)
+        player = TracePlayer(cluster, local.addresses, local.admin_tls)
         player.start()
         tail = DecisionTail(local.run_dir / "orchestrator.log")
         tail.start()

@@ -16,6 +16,8 @@ from typing import Any
 
 from edgesplit.errors import ConfigError
 from edgesplit.gateway.config import GatewayConfig
+from edgesplit.security.pki import Role
+from edgesplit.transport.tls import TlsConfig, TlsFilesConfig
 
 TELEMETRY_TIMEOUT_S = 1.0
 
@@ -38,19 +40,41 @@ def bind_listen(listen: str) -> socket.socket:
     return sock
 
 
-def public_url(sock: socket.socket) -> str:
+def public_url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
-def serve(config: GatewayConfig, listen: str, ready_file: Path | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; then finish in-flight cleanup and close the node channels."""
-    asyncio.run(_serve(config, bind_listen(listen), ready_file))
+def serve(
+    config: GatewayConfig,
+    listen: str,
+    ready_file: Path | None = None,
+    tls_files: TlsFilesConfig | None = None,
+    https: bool = False,
+) -> None:
+    """Serve until SIGINT/SIGTERM; then finish in-flight cleanup and close the node channels.
+
+    ``tls_files``: mTLS to the nodes with the gateway's certificate; ``https`` also serves the HTTP
+    API over TLS with it (clients verify against the cluster CA).
+    """
+    tls = None
+    if tls_files is not None:
+        tls = TlsConfig.load(tls_files)
+        tls.expect(tls.identity.name, Role.GATEWAY)
+    elif https:
+        raise ConfigError("--https needs the gateway's certificate: give --tls-dir")
+    asyncio.run(_serve(config, bind_listen(listen), ready_file, tls, tls_files if https else None))
 
 
-async def _serve(config: GatewayConfig, sock: socket.socket, ready_file: Path | None) -> None:
+async def _serve(
+    config: GatewayConfig,
+    sock: socket.socket,
+    ready_file: Path | None,
+    tls: TlsConfig | None = None,
+    https_files: TlsFilesConfig | None = None,
+) -> None:
     import uvicorn
 
     from edgesplit.gateway.app import create_app
@@ -68,11 +92,15 @@ async def _serve(config: GatewayConfig, sock: socket.socket, ready_file: Path | 
         links=links,
         sink_listen=config.reply_listen,
         sink_host=config.reply_host,
+        tls=tls,
     )
     await client.start()
-    app = create_app(config, client, telemetry=_node_telemetry(config))
+    app = create_app(config, client, telemetry=_node_telemetry(config, tls))
+    ssl: dict[str, Any] = {}
+    if https_files is not None:
+        ssl = {"ssl_certfile": str(https_files.cert), "ssl_keyfile": str(https_files.key)}
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **ssl)
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -82,7 +110,7 @@ async def _serve(config: GatewayConfig, sock: socket.socket, ready_file: Path | 
         while not server.started and not server.should_exit:
             await asyncio.sleep(0.01)
         if server.started:
-            url = public_url(sock)
+            url = public_url(sock, "https" if ssl else "http")
             if ready_file is not None:
                 _write_atomically(ready_file, {"url": url, "pid": os.getpid()})
             print(f"edgesplit gateway ready on {url}", flush=True)
@@ -92,7 +120,7 @@ async def _serve(config: GatewayConfig, sock: socket.socket, ready_file: Path | 
         tasks.create_task(server.serve(sockets=[sock]))
 
 
-def _node_telemetry(config: GatewayConfig) -> Any:
+def _node_telemetry(config: GatewayConfig, tls: TlsConfig | None = None) -> Any:
     """A TelemetrySource asking each node for its self-report (short deadline; missing nodes say so)."""
     from edgesplit.transport.node_admin import NodeAdmin
 
@@ -101,7 +129,7 @@ def _node_telemetry(config: GatewayConfig) -> Any:
     async def one(node_id: str, address: str) -> dict[str, Any]:
         admin = admins.get(node_id)
         if admin is None:
-            admin = admins[node_id] = NodeAdmin(address)
+            admin = admins[node_id] = NodeAdmin(address, tls)
         try:
             snap = await admin.telemetry(timeout_s=TELEMETRY_TIMEOUT_S)
         except Exception as exc:  # a node that does not answer is reported, not fatal

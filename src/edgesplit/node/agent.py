@@ -13,12 +13,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-
 from edgesplit.errors import ConfigError
 from edgesplit.node.config import NodeConfig
 from edgesplit.node.loading import SegmentSource, source_for
 from edgesplit.node.service import NodeService
+from edgesplit.node.shard_cache import ShardCache, registry_link_bps
+from edgesplit.security.pki import Role
+from edgesplit.transport.tls import NODE_POLICY, TlsConfig, bind, new_server
 from edgesplit.wire.health import add_health
 from edgesplit.wire.messages import PlanSegment, PlanSpec
 from edgesplit.wire.servicers import add_node_service
@@ -47,21 +48,37 @@ def write_ready_file(path: Path, payload: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
+def certified(config: NodeConfig, tls: TlsConfig) -> NodeConfig:
+    """The node's id and trust are its certificate's; a config claiming trust it lacks is refused."""
+    who = tls.expect(config.node_id, Role.NODE)
+    if config.trusted and not who.trusted:
+        raise ConfigError(
+            f"node {config.node_id} is configured trusted but its certificate says untrusted; only the CA "
+            f"grants trust (`edgesplit certs issue {config.node_id} --trusted`)"
+        )
+    return config.model_copy(update={"trusted": who.trusted})
+
+
 class NodeAgent:
     """Runs one node until ``stop`` is set: serve, reap idle sessions, refresh telemetry gauges."""
 
     def __init__(self, config: NodeConfig, source: SegmentSource | None = None) -> None:
+        self.tls = TlsConfig.load(config.tls) if config.tls is not None else None
+        if self.tls is not None:
+            config = certified(config, self.tls)
         self.config = config
-        self.service = NodeService(config, source or source_for(config.model, config.shard_dir))
+        self.service = NodeService(
+            config, source or source_for(config.model, config.shard_dir, self._shard_cache()), self.tls
+        )
         self.address = ""
         self.metrics_port: int | None = None
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None) -> None:
         config = self.config
-        server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        server = new_server(self.tls, CHANNEL_OPTIONS, NODE_POLICY)
         add_node_service(server, self.service, config.max_tensor_bytes)
         health = await add_health(server)
-        port = server.add_insecure_port(config.listen)
+        port = bind(server, config.listen, self.tls)
         if port == 0:
             raise ConfigError(f"node {config.node_id} cannot listen on {config.listen}")
         await server.start()
@@ -110,6 +127,13 @@ class NodeAgent:
             if metrics_server is not None:
                 metrics_server.shutdown()
             log.info("node %s stopped", config.node_id)
+
+    def _shard_cache(self) -> ShardCache | None:
+        """The on-disk shard cache (``shard_cache``); its downloads pace to the emulated registry link."""
+        folder = self.config.shard_cache
+        if folder is None:
+            return None
+        return ShardCache(folder, lambda: registry_link_bps(self.service.emulation))
 
     async def _housekeeping(self) -> None:
         period = min(HOUSEKEEPING_PERIOD_S, self.config.idle_timeout_s / 4)

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgesplit.transport.link import LinkSpec
+from edgesplit.transport.tls import TlsFilesConfig
 
 
 class LinkEmulationConfig(BaseModel):
@@ -128,6 +129,8 @@ class NodeConfig(BaseModel):
     """``ed25519:<base64>``: prepare/commit/release are accepted only when signed by this key (§4.6)."""
     allow_unsigned_plans: bool = False
     """Development only: accept unsigned control messages when no ``orchestrator_public_key`` is set."""
+    tls: TlsFilesConfig | None = None
+    """mTLS files (`edgesplit certs`); then this node's identity and trust are its certificate's."""
     trusted: bool = False
     """Whether this node may run privacy-critical blocks for ``privacy: high`` requests (until the
     node's certificate says so, the operator's word)."""

@@ -39,6 +39,7 @@ from edgesplit.node.worker import ComputeWorker
 from edgesplit.transport.base import Hop, HopTiming
 from edgesplit.transport.outbox import Outbox
 from edgesplit.transport.peers import PeerPool
+from edgesplit.transport.tls import TlsConfig, channel_credentials
 from edgesplit.wire.messages import (
     EpochState,
     KVTransfer,
@@ -59,7 +60,7 @@ PROBE_REPLY_BYTES = 16
 class NodeService:
     """One node's state: hosted segments per epoch, the compute worker, peers and telemetry."""
 
-    def __init__(self, config: NodeConfig, source: SegmentSource) -> None:
+    def __init__(self, config: NodeConfig, source: SegmentSource, tls: TlsConfig | None = None) -> None:
         self.config = config
         self.node_id = config.node_id
         self.emulation = config.emulation
@@ -74,7 +75,10 @@ class NodeService:
         self._committed: set[int] = set()
         self._highest_epoch = -1
         self._peers = PeerPool(
-            self.emulation.link_specs(), self.emulation.default_link.spec(), own_id=config.node_id
+            self.emulation.link_specs(),
+            self.emulation.default_link.spec(),
+            own_id=config.node_id,
+            credentials=channel_credentials(tls),
         )
         self._worker = ComputeWorker(pace=self._pace)
         self.prober = LinkProber(config.node_id, self._peers)

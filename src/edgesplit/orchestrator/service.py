@@ -30,6 +30,7 @@ from edgesplit.orchestrator.signing import SignedMessage
 
 if TYPE_CHECKING:  # gRPC is imported when the process runs, so the core's modules stay importable alone
     from edgesplit.transport.node_admin import NodeAdmin
+    from edgesplit.transport.tls import TlsConfig
     from edgesplit.wire.messages import TelemetrySnapshot
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,8 @@ class OrchestratorService:
     settings: ServiceSettings = ServiceSettings()
     echo: Callable[[str], None] = print
     clock: Callable[[], float] = time.monotonic
+    tls: TlsConfig | None = None
+    """mTLS to the nodes with the orchestrator's certificate (None: insecure channels)."""
     http_url: str | None = None
     """This process's HTTP API (plan preview); the gateway is told it so it can proxy the preview."""
     _seen: dict[str, _NodeSeen] = field(default_factory=dict)
@@ -156,7 +159,7 @@ class OrchestratorService:
         if node_id not in self._admins:
             from edgesplit.transport.node_admin import NodeAdmin
 
-            self._admins[node_id] = NodeAdmin(self.addresses[node_id])
+            self._admins[node_id] = NodeAdmin(self.addresses[node_id], self.tls)
         return self._admins[node_id]
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[Plan | None], None] | None = None) -> None:
