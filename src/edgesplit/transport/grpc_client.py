@@ -19,6 +19,7 @@ from edgesplit.errors import EdgesplitError, NodeUnavailableError, SegmentSpecEr
 from edgesplit.transport.base import ChainResult, ChainStep, Route
 from edgesplit.transport.link import LinkSpec
 from edgesplit.transport.peers import PeerPool
+from edgesplit.transport.tls import SINK_POLICY, TlsConfig, bind, channel_credentials, new_server
 from edgesplit.wire.errors import error_from_code
 from edgesplit.wire.messages import StepEnvelope, StepOutcome
 from edgesplit.wire.servicers import add_sink_service
@@ -41,9 +42,11 @@ class GrpcSegmentClient:
         links: dict[str, LinkSpec] | None = None,
         sink_listen: str = "127.0.0.1:0",
         sink_host: str | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.source_node_id = source_node_id
-        self._peers = PeerPool(links, own_id=source_node_id)
+        self._tls = tls
+        self._peers = PeerPool(links, own_id=source_node_id, credentials=channel_credentials(tls))
         self._sink_listen = sink_listen
         self._sink_host = sink_host
         self._server: grpc.aio.Server | None = None
@@ -57,9 +60,9 @@ class GrpcSegmentClient:
         """Start the result sink (idempotent); returns the address nodes reply to."""
         async with self._start_lock:
             if self._server is None:
-                server = grpc.aio.server(options=CHANNEL_OPTIONS)
+                server = new_server(self._tls, CHANNEL_OPTIONS, SINK_POLICY)
                 add_sink_service(server, self._on_outcome)
-                port = server.add_insecure_port(self._sink_listen)
+                port = bind(server, self._sink_listen, self._tls)
                 if port == 0:
                     raise TransportError(f"the gateway's result sink cannot listen on {self._sink_listen}")
                 await server.start()
