@@ -25,6 +25,7 @@ from edgesplit.gateway.config import GatewayConfig
 from edgesplit.gateway.decoder import DecodeLimits, Decoder
 from edgesplit.gateway.error_map import ApiError, bad_request, to_api_error
 from edgesplit.gateway.events import EventLog
+from edgesplit.gateway.limits import RequestLimits
 from edgesplit.gateway.metrics import GatewayMetrics
 from edgesplit.gateway.protocol import now_s
 from edgesplit.gateway.routes import CommittedPlan, RouteBook, route_from_segments
@@ -151,6 +152,8 @@ def create_app(
             )
         response: Response = await call_next(request)
         return response
+
+    app.add_middleware(RequestLimits, config=config)  # outermost: size and rate before anything else
 
     @app.get("/health")
     async def health() -> JSONResponse:

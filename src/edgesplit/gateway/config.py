@@ -64,6 +64,14 @@ class GatewayConfig(BaseModel):
     orchestrator's privacy-keeping plan (it is never served on the leaking one); 0 refuses at once."""
     api_keys: list[str] = Field(default_factory=list)
     """When set, /v1/* requests need ``Authorization: Bearer KEY`` (/health and /metrics stay open)."""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    """Largest accepted request body; a bigger one is answered 413 before it is read."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """The whole request body must arrive within this long (408 otherwise): no slow-loris bodies."""
+    rate_limit_rps: float | None = Field(default=None, gt=0)
+    """Completion requests per second per client (its API key, else its address); None: no limit."""
+    rate_limit_burst: int = Field(default=10, ge=1)
+    """How many requests a client may send at once before ``rate_limit_rps`` paces it (429 + Retry-After)."""
     admin_token: str | None = None
     """Bearer token for PUT /v1/plan and POST /v1/events; without one, only loopback clients may write."""
     source_node: str = "gateway"
