@@ -153,6 +153,7 @@ def orchestrator(
     # Declared facts only: the emulation section is for node agents (DESIGN §3).
     cluster = _load(cluster_file).model_copy(update={"emulation": None})
     declared_trust = {n.id: n.trusted for n in cluster.nodes}
+    tls = None if tls_dir is None else _tls(tls_dir, tls_name, "orchestrator", declared_trust)[1]
     missing = [n.id for n in cluster.nodes if not n.address]
     if missing:
         raise ConfigError(f"{cluster_file}: node(s) {', '.join(missing)} need an `address: HOST:PORT`")
@@ -206,7 +207,7 @@ def orchestrator(
         ServiceSettings(interval_s=config.monitor_interval_s),
         echo=lambda line: typer.echo(line),
         http_url=http_url,
-        tls=None if tls_dir is None else _tls(tls_dir, tls_name, "orchestrator", declared_trust)[1],
+        tls=tls,
     )
     http_app = create_app(
         controller_problem(controller, service.clock),
