@@ -209,8 +209,16 @@ def orchestrator(
         http_url=http_url,
         tls=tls,
     )
+    routers = []
+    if cluster.shards.fetch:  # serve the model as shards; every signed prepare names their SHA-256
+        from edgesplit.orchestrator.shard_registry import ShardRegistry, prepare_store, shard_router
+
+        registry = ShardRegistry(prepare_store(model_path, state_dir / "shards"))
+        core.shard_offer = registry.offer(http_url)
+        routers.append(shard_router(registry))
     http_app = create_app(
         controller_problem(controller, service.clock),
+        extra_routers=routers,
         status=lambda: {"epoch": controller.plan.epoch if controller.plan else 0},
     )
 

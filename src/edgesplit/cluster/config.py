@@ -178,6 +178,17 @@ class EmulationConfig(_Strict):
     """Per block index, the reference-speed time, so a small model carries a large one's timing."""
 
 
+class ShardsConfig(_Strict):
+    """How nodes get their weights: read from the checkpoint, or fetched from the orchestrator's registry."""
+
+    fetch: bool = False
+    """Nodes start with an empty shard cache and fetch each block they are planned to run from the
+    orchestrator's shard registry (SHA-256 checked against the signed plan), then load it from disk."""
+    standby_blocks: int = Field(default=0, ge=0)
+    """With ``fetch``: each node also keeps this many blocks beyond each end of its segments on disk,
+    fetched in the background, so a boundary can shift without a download."""
+
+
 class GatewaySection(_Strict):
     """Optional gateway limits."""
 
@@ -205,6 +216,7 @@ class ClusterConfig(_Strict):
     request_privacy: Literal["high", "none"] = "high"
     """Plan under this privacy level (`high`: privacy blocks only on trusted nodes)."""
     gateway: GatewaySection = Field(default_factory=lambda: GatewaySection())
+    shards: ShardsConfig = Field(default_factory=lambda: ShardsConfig())
     emulation: EmulationConfig | None = None
 
     @model_validator(mode="after")

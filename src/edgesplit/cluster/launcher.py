@@ -109,6 +109,11 @@ class LocalCluster:
                 num_blocks_of(self.model_path),
             )
             cfg["orchestrator_public_key"] = public_key
+            cfg["state_dir"] = str(self.run_dir / f"node-{node.id}-state")  # its highest accepted epoch
+            if self.cluster.shards.fetch:  # weights come from the orchestrator's shard registry
+                del cfg["model"]
+                cfg["shard_cache"] = str(self.run_dir / f"node-{node.id}-shards")
+                cfg["standby_blocks"] = self.cluster.shards.standby_blocks
             if not self.insecure:
                 cfg["tls"] = TlsFilesConfig.in_dir(self.pki_dir, node.id).model_dump(mode="json")
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -17,6 +17,7 @@ from edgesplit.errors import ConfigError
 from edgesplit.node.config import NodeConfig
 from edgesplit.node.loading import SegmentSource, source_for
 from edgesplit.node.service import NodeService
+from edgesplit.node.shard_cache import ShardCache, registry_link_bps
 from edgesplit.security.pki import Role
 from edgesplit.transport.tls import NODE_POLICY, TlsConfig, bind, new_server
 from edgesplit.wire.health import add_health
@@ -66,7 +67,7 @@ class NodeAgent:
         if self.tls is not None:
             config = certified(config, self.tls)
         self.config = config
-        self.service = NodeService(config, source or source_for(config.model, config.shard_dir), self.tls)
+        self.service = NodeService(config, source or source_for(config.model, config.shard_dir, self._shard_cache()), self.tls)
         self.address = ""
         self.metrics_port: int | None = None
 
@@ -124,6 +125,13 @@ class NodeAgent:
             if metrics_server is not None:
                 metrics_server.shutdown()
             log.info("node %s stopped", config.node_id)
+
+    def _shard_cache(self) -> ShardCache | None:
+        """The on-disk shard cache (``shard_cache``); its downloads pace to the emulated registry link."""
+        folder = self.config.shard_cache
+        if folder is None:
+            return None
+        return ShardCache(folder, lambda: registry_link_bps(self.service.emulation))
 
     async def _housekeeping(self) -> None:
         period = min(HOUSEKEEPING_PERIOD_S, self.config.idle_timeout_s / 4)

@@ -104,6 +104,15 @@ class NodeConfig(BaseModel):
     """A local checkpoint folder, or ``builtin:ARCH-PRESET[@SEED]``, to load segments from."""
     shard_dir: Path | None = None
     """A shard store folder; preferred over ``model`` when both are set."""
+    shard_cache: Path | None = None
+    """This node's shard cache folder: segments load from it, and a signed prepare fills it from the
+    orchestrator's shard registry (SHA-256 verified). Preferred over ``shard_dir`` and ``model``."""
+    standby_blocks: int = Field(0, ge=0)
+    """With ``shard_cache``: also keep this many blocks on each side of every served segment on disk
+    (fetched in the background), so a boundary can shift there without a download."""
+    state_dir: Path | None = None
+    """Where the node records the newest plan epoch it accepted (default: ``shard_cache``), so an old
+    plan replayed after a restart is still refused."""
     segments: list[tuple[int, int]] = Field(default_factory=list)
     """Segments [start, end) loaded and committed at start-up as epoch 0 (plans may replace them)."""
     idle_timeout_s: float = Field(300.0, gt=0.0)

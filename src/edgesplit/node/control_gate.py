@@ -6,8 +6,12 @@ Decides and logs refusals only; loading and freeing segments stay in ``NodeServi
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
-from edgesplit.errors import PlanRejectedError
+from edgesplit.errors import ConfigError, PlanRejectedError
+from edgesplit.node.config import NodeConfig
+from edgesplit.node.shard_cache import ShardOffer
 from edgesplit.orchestrator.plan_gate import Applied, PlanGate
 from edgesplit.orchestrator.plans import MessageKind, Plan
 from edgesplit.orchestrator.signing import SignedMessage, public_key_from_text, verify
@@ -24,11 +28,21 @@ class ControlGate:
     ``allow_unsigned``, every control message is refused (a node must never obey just anyone).
     """
 
-    def __init__(self, node_id: str, public_key_text: str | None, allow_unsigned: bool) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        public_key_text: str | None,
+        allow_unsigned: bool,
+        epoch_file: Path | None = None,
+    ) -> None:
         self.node_id = node_id
         self._key = None if public_key_text is None else public_key_from_text(public_key_text)
-        self.gate = None if self._key is None else PlanGate(self._key)
+        self._epoch_file = epoch_file
+        highest = read_highest_epoch(epoch_file)
+        self.gate = None if self._key is None else PlanGate(self._key, highest_seen=highest)
         self.allow_unsigned = allow_unsigned
+        self.offer: ShardOffer | None = None
+        """The shard registry and SHA-256s named by the last accepted signed prepare."""
 
     def started(self, epoch: int) -> None:
         """The node committed its start-up segments as ``epoch`` itself; a signed plan may supersede it."""
@@ -43,6 +57,8 @@ class ControlGate:
             return PlanSpec.parse(payload)
         applied = self._handle("prepare", payload, signature, (MessageKind.PREPARE,), None)
         assert applied.plan is not None
+        write_highest_epoch(self._epoch_file, applied.epoch)
+        self.offer = ShardOffer.from_meta(applied.plan.meta)
         segments = tuple(PlanSegment(s.node_id, s.start, s.end) for s in applied.plan.segments)
         return PlanSpec(applied.epoch, segments)
 
@@ -94,3 +110,34 @@ class ControlGate:
     def _refuse(self, what: str, exc: PlanRejectedError) -> None:
         log.warning("node %s refused %s: %s (serving continues on the current plan)", self.node_id, what, exc)
         raise PlanRejectedError(f"node {self.node_id}: {exc}") from exc
+
+
+def read_highest_epoch(path: Path | None) -> int:
+    """The newest epoch this node accepted before a restart (0 when none was recorded)."""
+    if path is None:
+        return 0
+    try:
+        return max(0, int(path.read_text().strip() or 0))
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read the node's epoch record {path}: {exc}; delete it only if no "
+            "old plan can be replayed to this node"
+        ) from exc
+
+
+def write_highest_epoch(path: Path | None, epoch: int) -> None:
+    """Persist before acting, atomically: a replayed older plan is refused after a restart too."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{epoch}\n")
+    os.replace(tmp, path)
+
+
+def epoch_file_of(config: NodeConfig) -> Path | None:
+    """``highest_epoch`` in the node's state folder (or its shard cache); None keeps it in memory only."""
+    folder = config.state_dir or config.shard_cache
+    return None if folder is None else folder / "highest_epoch"

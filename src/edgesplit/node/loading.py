@@ -6,11 +6,13 @@ Loads on whatever thread calls it (the agent uses a side thread so serving goes 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from edgesplit.errors import ConfigError, ModelLoadError
 from edgesplit.node.segments import SegmentRunnerLike, SegmentShape
+from edgesplit.node.shard_cache import FetchReport, ShardCache, ShardOffer
 
 
 class SegmentSource(Protocol):
@@ -100,8 +102,24 @@ class ShardSegmentSource:
         return runner, _shape(block_model, start, end)
 
 
-def source_for(model: str | None, shard_dir: Path | None) -> SegmentSource:
-    """The source a node config names; shards win when both are given."""
+class CachedShardSource(ShardSegmentSource):
+    """Segments loaded from the node's shard cache, which ``fetch`` fills from the orchestrator's registry
+    (each file verified against the SHA-256 the signed plan names) before a prepare loads them."""
+
+    def __init__(self, cache: ShardCache) -> None:
+        super().__init__(cache.root)
+        self.cache = cache
+
+    def fetch(self, ranges: Iterable[tuple[int, int]], offer: ShardOffer | None) -> FetchReport:
+        return self.cache.ensure((b for s, e in ranges for b in range(s, e)), offer)
+
+
+def source_for(
+    model: str | None, shard_dir: Path | None, shard_cache: ShardCache | None = None
+) -> SegmentSource:
+    """The source a node config names: its shard cache, else a shard store, else the checkpoint."""
+    if shard_cache is not None:
+        return CachedShardSource(shard_cache)
     if shard_dir is not None:
         return ShardSegmentSource(shard_dir)
     if model is not None:

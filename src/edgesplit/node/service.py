@@ -26,14 +26,16 @@ from edgesplit.errors import (
     ServiceDeadError,
     SessionError,
     SessionNotFoundError,
+    SessionNotFoundError,
     TransportError,
 )
 from edgesplit.model.steps import SegmentStep
 from edgesplit.node.config import EmulationConfig, NodeConfig
-from edgesplit.node.control_gate import ControlGate
+from edgesplit.node.control_gate import ControlGate, epoch_file_of
 from edgesplit.node.loading import SegmentSource
 from edgesplit.node.probes import LinkProber
 from edgesplit.node.segments import BatchReport, HostedSegment
+from edgesplit.node.shard_cache import fetch_standby, standby_blocks
 from edgesplit.node.telemetry import NodeTelemetry
 from edgesplit.node.worker import ComputeWorker
 from edgesplit.transport.base import Hop, HopTiming
@@ -64,7 +66,12 @@ class NodeService:
         self.config = config
         self.node_id = config.node_id
         self.emulation = config.emulation
-        self.gate = ControlGate(config.node_id, config.orchestrator_public_key, config.allow_unsigned_plans)
+        self.gate = ControlGate(
+            config.node_id,
+            config.orchestrator_public_key,
+            config.allow_unsigned_plans,
+            epoch_file_of(config),
+        )
         self.trusted = config.trusted
         """May this node run privacy-critical blocks of privacy-high requests? The one switch for trust."""
         self.privacy_blocks = frozenset(config.privacy_blocks)
@@ -310,6 +317,11 @@ class NodeService:
                     f"node {self.node_id} refuses epoch {plan.epoch}: it has seen epoch {self._highest_epoch}"
                 )
             started = time.perf_counter()
+            fetch = getattr(self._source, "fetch", None)
+            if fetch is not None:  # a shard cache: download and verify what this epoch lacks, first
+                missing = sorted(ranges - self._segments.keys())
+                report = await asyncio.to_thread(fetch, missing, self.gate.offer)
+                log.info("node %s epoch %d shards: %s", self.node_id, plan.epoch, report)
             loaded: dict[Range, HostedSegment] = {}
             for start, end in sorted(ranges - self._segments.keys()):
                 runner, shape = await asyncio.to_thread(self._source.load, start, end)
@@ -330,7 +342,19 @@ class NodeService:
             self._segments.update(loaded)
             self._epochs[plan.epoch] = ranges
             self._highest_epoch = plan.epoch
+            self._keep_standby()
             return EpochState(plan.epoch, tuple(sorted(ranges)), time.perf_counter() - started)
+
+    def _keep_standby(self) -> None:
+        """Fetch the standby shards around this node's segments in the background (never fails a plan)."""
+        cache = getattr(self._source, "cache", None)
+        offer = self.gate.offer
+        if cache is None or offer is None or not self.config.standby_blocks or self._spawn is None:
+            return
+        ranges = frozenset().union(*self._epochs.values())
+        self._run(
+            fetch_standby(cache, standby_blocks(ranges, self.config.standby_blocks, len(offer.sha256)), offer)
+        )
 
     async def commit(self, epoch: int, signed: bytes = b"", signature: bytes = b"") -> EpochState:
         async with self._control:
@@ -382,6 +406,29 @@ class NodeService:
         await asyncio.wait_for(self._worker.call(call), 30.0)
         return transfer.snapshot.length
 
+    async def export_kv(self, session_id: str, start: int, end: int) -> KVTransfer:
+        """A session's KV cache in blocks [start, end), copied on the compute thread (KV-cache transfer)."""
+        segment = self._segments.get((start, end))
+        if segment is None:
+            raise SessionNotFoundError(f"node {self.node_id} hosts no blocks {start}:{end}")
+        snap = await asyncio.wait_for(self._worker.call(partial(segment.export_kv, session_id)), 30.0)
+        self.telemetry_state.count_out(snap.nbytes())
+        return KVTransfer(start, end, snap)
+
+    async def import_kv(self, transfer: KVTransfer) -> int:
+        """Install a transferred session in blocks [start, end) of a prepared or committed epoch."""
+        key = (transfer.start, transfer.end)
+        if key not in self._epochs.get(transfer.epoch, frozenset()):
+            raise PlanRejectedError(
+                f"node {self.node_id} does not serve blocks {transfer.start}:{transfer.end} in epoch "
+                f"{transfer.epoch}; KV can only be imported into a prepared or committed segment"
+            )
+        segment = self._segments[key]
+        self.telemetry_state.count_in(transfer.snapshot.nbytes())
+        call = partial(segment.import_kv, transfer.snapshot, time.monotonic())
+        await asyncio.wait_for(self._worker.call(call), 30.0)
+        return transfer.snapshot.length
+
     async def set_emulation(self, emulation_json: str) -> str:
         try:
             emulation = EmulationConfig.model_validate_json(emulation_json)
@@ -407,6 +454,11 @@ class NodeService:
             busy_s_total=self._worker.busy_s,
             memory_cap_bytes=self.emulation.memory_cap_bytes,
         )
+        cache = getattr(self._source, "cache", None)
+        if cache is not None:
+            snapshot = replace(
+                snapshot, cached_blocks=cache.holdings(), shard_fetch_bps=cache.fetch_bps or 0.0
+            )
         return replace(snapshot, link_probes=self.prober.results())
 
     async def close(self) -> None:

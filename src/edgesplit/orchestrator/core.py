@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -35,6 +36,8 @@ class OrchestratorCore:
         self.controller = controller
         self.store = store
         self._key = key
+        self.shard_offer: Mapping[str, Any] | None = None
+        """The shard registry's offer (URL + per-block SHA-256) every signed prepare carries, if any."""
 
     def start(self, now: float, reported_epochs: Mapping[str, int], inputs: MonitoringInputs) -> Step:
         """After (re)start: adopt what the nodes serve (no redeploy), or plan and prepare d_0."""
@@ -56,6 +59,8 @@ class OrchestratorCore:
         plan = self.controller.pending_plan
         if event.action is not Action.RECONFIGURE or plan is None:
             return Step(event)
+        if self.shard_offer is not None:  # signed with the plan: nodes verify fetched shards against it
+            plan = replace(plan, meta={**plan.meta, "shards": dict(self.shard_offer)})
         message = sign(ControlMessage(MessageKind.PREPARE, plan.epoch, plan), self._key)
         self.store.record_plan(plan, PlanStatus.ISSUED, now, message)
         return Step(event, message, plan)

@@ -84,6 +84,8 @@ def to_node_telemetry(now: TelemetrySnapshot, before: TelemetrySnapshot | None) 
         sessions=now.active_sessions,
         epoch=max(now.epochs, default=0),
         loaded_blocks=now.loaded_blocks,
+        cached_blocks=now.cached_blocks,
+        shard_fetch_bps=now.shard_fetch_bps or None,
     )
 
 

@@ -30,6 +30,8 @@ NODE_POLICY: Mapping[str, frozenset[Role]] = {
     "Commit": CONTROL_ROLES,
     "Release": CONTROL_ROLES,
     "SetEmulation": CONTROL_ROLES,
+    "ExportKV": frozenset({Role.GATEWAY}),  # a session's KV cache is its data: only the gateway moves it
+    "ImportKV": frozenset({Role.GATEWAY}),
 }
 """Node RPCs restricted by the caller's certificate role; the rest (health, telemetry, ping,
 EndSession) take any certificate of the cluster."""

@@ -155,6 +155,8 @@ def telemetry_to_pb(t: TelemetrySnapshot) -> node_pb2.Telemetry:
             )
             for p in t.link_probes
         ],
+        cached_blocks=sorted(t.cached_blocks),
+        shard_fetch_bps=t.shard_fetch_bps,
     )
 
 
@@ -189,4 +191,6 @@ def telemetry_from_pb(msg: node_pb2.Telemetry) -> TelemetrySnapshot:
         link_probes=tuple(
             LinkProbeResult(p.peer, p.rtt_s, p.bandwidth_bps, p.seq, p.probe_bytes) for p in msg.link_probes
         ),
+        cached_blocks=frozenset(msg.cached_blocks),
+        shard_fetch_bps=msg.shard_fetch_bps,
     )

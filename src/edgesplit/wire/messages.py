@@ -12,6 +12,7 @@ import torch
 
 from edgesplit.errors import PlanRejectedError
 from edgesplit.model.kv_cache import KVSnapshot
+from edgesplit.model.kv_cache import KVSnapshot
 from edgesplit.model.steps import SamplingParams
 from edgesplit.transport.base import HopTiming, Route
 
@@ -146,6 +147,10 @@ class TelemetrySnapshot:
     seq: int = 0
     link_probes: tuple[LinkProbeResult, ...] = ()
     """Recent link probe results of this node (each with its own ``seq``), oldest first."""
+    cached_blocks: frozenset[int] = frozenset()
+    """Blocks whose verified shard files this node holds on disk (loaded or standby)."""
+    shard_fetch_bps: float = 0.0
+    """Measured shard download rate in bit/s (0: no fetch yet)."""
 
     @property
     def loaded_blocks(self) -> frozenset[int]:
@@ -159,6 +164,16 @@ class EpochState:
     epoch: int
     segments: tuple[tuple[int, int], ...] = field(default_factory=tuple)
     load_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class KVTransfer:
+    """One session's KV cache for segment [start, end): an ExportKV answer, or an ImportKV into ``epoch``."""
+
+    start: int
+    end: int
+    snapshot: KVSnapshot
+    epoch: int = -1
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,6 @@ class _NodeServicer(node_pb2_grpc.NodeServicer):
         assert isinstance(snapshot, TelemetrySnapshot)
         return telemetry_to_pb(snapshot)
 
-
     async def Probe(
         self, request: node_pb2.ProbeRequest, context: grpc.aio.ServicerContext
     ) -> node_pb2.ProbeReply:
