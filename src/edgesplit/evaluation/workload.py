@@ -13,8 +13,9 @@ from edgesplit.evaluation.scenario import Scenario, WorkloadConfig
 
 # Words the built-in tokenizers keep as one token each (checked in tests), so a prompt of N words
 # is about N tokens without the workload needing a tokenizer.
-PROMPT_WORDS = ("the", "a", "and", "are", "blocks", "cut", "end", "in", "is", "layers", "mark", "not", "on")
-PROMPT_WORDS += ("run", "text", "to", "was", "with")
+PROMPT_WORDS: tuple[str, ...] = tuple(
+    "the a and are blocks cut end in is layers mark not on run text to was with".split()  # noqa: SIM905
+)
 FIRST_WORDS = ("a", "and", "are", "end", "in", "is", "on")
 """Words that stay one token even without a leading space: they open a prompt."""
 
