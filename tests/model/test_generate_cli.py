@@ -6,34 +6,21 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 from golden import hf_reference
 
-from edgesplit.cli.main import main
-
-
-def run_main(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    """Run the console script in-process; (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["edgesplit", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+if TYPE_CHECKING:
+    from conftest import CliRun
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
 def test_json_output_matches_hf_generate(
     family: str,
     checkpoints: dict[str, Path],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run_main: CliRun,
 ) -> None:
     from transformers import AutoTokenizer
 
@@ -43,7 +30,7 @@ def test_json_output_matches_hf_generate(
     prompt_ids = tokenizer(prompt)["input_ids"]
     assert prompt_ids[0] == tokenizer.bos_token_id  # the call adds <s>: generate must encode the same way
     code, out, err = run_main(
-        monkeypatch, capsys, "generate", "--model", str(ckpt), "--prompt", prompt,
+        "generate", "--model", str(ckpt), "--prompt", prompt,
         "--max-tokens", "12", "--segments", "0:1,1:3,3:5", "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -98,8 +85,7 @@ def test_bad_input_is_one_line_and_exit_2(
     needle: str,
     checkpoints: dict[str, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run_main: CliRun,
 ) -> None:
     model, segments = checkpoints["llama"], "0:2,2:5"
     if case == "missing":
@@ -123,7 +109,7 @@ def test_bad_input_is_one_line_and_exit_2(
         "--segments",
         segments,
     ]
-    code, out, err = run_main(monkeypatch, capsys, *args)
+    code, out, err = run_main(*args)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgesplit: error:") and needle in lines[0], err

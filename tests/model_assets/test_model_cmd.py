@@ -5,32 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from edgesplit.cli.main import main
+if TYPE_CHECKING:
+    from conftest import CliRun
 
 
-def run_main(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    """Run the console script in-process; (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["edgesplit", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_init_writes_a_loadable_checkpoint(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_init_writes_a_loadable_checkpoint(tmp_path: Path, run_main: CliRun) -> None:
     out = tmp_path / "m"
     code, stdout, stderr = run_main(
-        monkeypatch, capsys, "model", "init", "--arch", "mistral", "--preset", "tiny", "--out", str(out),
+        "model", "init", "--arch", "mistral", "--preset", "tiny", "--out", str(out),
         "--seed", "5", "--json",
     )  # fmt: skip
     assert code == 0, stderr
@@ -52,9 +39,9 @@ LLAMA_BYTES = {
 }
 
 
-def test_inspect_json_has_the_block_graph_with_hand_computed_costs(tiny_models, monkeypatch, capsys) -> None:
+def test_inspect_json_has_the_block_graph_with_hand_computed_costs(tiny_models, run_main: CliRun) -> None:
     code, stdout, stderr = run_main(
-        monkeypatch, capsys, "model", "inspect", str(tiny_models["llama"]), "--json", "--no-measure",
+        "model", "inspect", str(tiny_models["llama"]), "--json", "--no-measure",
         "--context", "16",
     )  # fmt: skip
     assert code == 0, stderr
@@ -81,34 +68,30 @@ def test_inspect_json_has_the_block_graph_with_hand_computed_costs(tiny_models, 
     assert model["kv_bytes_per_token"] == 4 * 512
 
 
-def test_inspect_counts_a_tied_head_in_both_blocks(tiny_models, monkeypatch, capsys) -> None:
-    code, stdout, _ = run_main(
-        monkeypatch, capsys, "model", "inspect", str(tiny_models["gpt2"]), "--json", "--no-measure"
-    )
+def test_inspect_counts_a_tied_head_in_both_blocks(tiny_models, run_main: CliRun) -> None:
+    code, stdout, _ = run_main("model", "inspect", str(tiny_models["gpt2"]), "--json", "--no-measure")
     assert code == 0
     document = json.loads(stdout)
     per_block = sum(b["param_bytes"] for b in document["blocks"])
     assert per_block - document["model"]["param_bytes"] == 512 * 64 * 4  # wte counted twice
 
 
-def test_inspect_measures_every_block_and_prints_a_table(tiny_models, monkeypatch, capsys) -> None:
+def test_inspect_measures_every_block_and_prints_a_table(tiny_models, run_main: CliRun) -> None:
     path = str(tiny_models["qwen2"])
-    code, stdout, stderr = run_main(monkeypatch, capsys, "model", "inspect", path, "--json", "--repeats", "2")
+    code, stdout, stderr = run_main("model", "inspect", path, "--json", "--repeats", "2")
     assert code == 0, stderr
     document = json.loads(stdout)
     assert document["model"]["measured"] is True
     assert all(0 < b["ms_per_token"] < 1000 for b in document["blocks"])
-    code, stdout, stderr = run_main(monkeypatch, capsys, "model", "inspect", path, "--repeats", "1")
+    code, stdout, stderr = run_main("model", "inspect", path, "--repeats", "1")
     assert code == 0, stderr
     for name in ("embed", "layer.3", "head", "Qwen2ForCausalLM"):
         assert name in stdout
 
 
-def test_shard_writes_one_verified_file_per_block(tiny_models, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_shard_writes_one_verified_file_per_block(tiny_models, tmp_path: Path, run_main: CliRun) -> None:
     out = tmp_path / "shards"
-    code, stdout, stderr = run_main(
-        monkeypatch, capsys, "model", "shard", str(tiny_models["llama"]), "--out", str(out), "--json"
-    )
+    code, stdout, stderr = run_main("model", "shard", str(tiny_models["llama"]), "--out", str(out), "--json")
     assert code == 0, stderr
     listed = json.loads(stdout)["blocks"]
     assert [b["index"] for b in listed] == list(range(6))
@@ -154,7 +137,7 @@ def _corrupt_weights(tmp: Path, good: Path) -> Path:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
-    case: str, args: list[str], message: str, tiny_models, tmp_path: Path, monkeypatch, capsys
+    case: str, args: list[str], message: str, tiny_models, tmp_path: Path, run_main: CliRun
 ) -> None:
     good = tiny_models["llama"]
     (tmp_path / "file").write_text("not a folder")
@@ -164,7 +147,7 @@ def test_bad_input_is_one_line_and_exit_2(
         "bad_config": _corrupt_config(tmp_path, good),
         "bad_weights": _corrupt_weights(tmp_path, good),
     }
-    code, stdout, stderr = run_main(monkeypatch, capsys, *(a.format(**paths) for a in args))
+    code, stdout, stderr = run_main(*(a.format(**paths) for a in args))
     assert code == 2, (case, stdout, stderr)
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgesplit: error: "), stderr
