@@ -67,7 +67,8 @@ class NodeAgent:
         if self.tls is not None:
             config = certified(config, self.tls)
         self.config = config
-        self.service = NodeService(config, source or source_for(config.model, config.shard_dir, self._shard_cache()), self.tls)
+        source = source or source_for(config.model, config.shard_dir, self._shard_cache())
+        self.service = NodeService(config, source, self.tls)
         self.address = ""
         self.metrics_port: int | None = None
 

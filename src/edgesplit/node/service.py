@@ -26,7 +26,6 @@ from edgesplit.errors import (
     ServiceDeadError,
     SessionError,
     SessionNotFoundError,
-    SessionNotFoundError,
     TransportError,
 )
 from edgesplit.model.steps import SegmentStep
@@ -382,29 +381,6 @@ class NodeService:
                 segment = self._segments.pop(key)
                 await asyncio.wait_for(self._worker.call(segment.drop_all), 30.0)
             return EpochState(epoch, tuple(sorted(used)))
-
-    async def export_kv(self, session_id: str, start: int, end: int) -> KVTransfer:
-        """A session's KV cache in blocks [start, end), copied on the compute thread (KV-cache transfer)."""
-        segment = self._segments.get((start, end))
-        if segment is None:
-            raise SessionNotFoundError(f"node {self.node_id} hosts no blocks {start}:{end}")
-        snap = await asyncio.wait_for(self._worker.call(partial(segment.export_kv, session_id)), 30.0)
-        self.telemetry_state.count_out(snap.nbytes())
-        return KVTransfer(start, end, snap)
-
-    async def import_kv(self, transfer: KVTransfer) -> int:
-        """Install a transferred session in blocks [start, end) of a prepared or committed epoch."""
-        key = (transfer.start, transfer.end)
-        if key not in self._epochs.get(transfer.epoch, frozenset()):
-            raise PlanRejectedError(
-                f"node {self.node_id} does not serve blocks {transfer.start}:{transfer.end} in epoch "
-                f"{transfer.epoch}; KV can only be imported into a prepared or committed segment"
-            )
-        segment = self._segments[key]
-        self.telemetry_state.count_in(transfer.snapshot.nbytes())
-        call = partial(segment.import_kv, transfer.snapshot, time.monotonic())
-        await asyncio.wait_for(self._worker.call(call), 30.0)
-        return transfer.snapshot.length
 
     async def export_kv(self, session_id: str, start: int, end: int) -> KVTransfer:
         """A session's KV cache in blocks [start, end), copied on the compute thread (KV-cache transfer)."""

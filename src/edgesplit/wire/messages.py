@@ -12,7 +12,6 @@ import torch
 
 from edgesplit.errors import PlanRejectedError
 from edgesplit.model.kv_cache import KVSnapshot
-from edgesplit.model.kv_cache import KVSnapshot
 from edgesplit.model.steps import SamplingParams
 from edgesplit.transport.base import HopTiming, Route
 
@@ -164,16 +163,6 @@ class EpochState:
     epoch: int
     segments: tuple[tuple[int, int], ...] = field(default_factory=tuple)
     load_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class KVTransfer:
-    """One session's KV cache for segment [start, end): an ExportKV answer, or an ImportKV into ``epoch``."""
-
-    start: int
-    end: int
-    snapshot: KVSnapshot
-    epoch: int = -1
 
 
 @dataclass(frozen=True)
