@@ -187,7 +187,7 @@ async def node(cache: Path, standby: int = 0) -> AsyncIterator[NodeAdmin]:
     finally:
         await admin.close()
         stop.set()
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(task, 60)
 
 
 async def wait_for(predicate: object, timeout_s: float) -> None:
