@@ -99,6 +99,8 @@ class NodeAgent:
                     await self.service.apply_prepare(plan)
                     await self.service.apply_commit(0)
                     self.service.gate.started(0)
+                if config.profile_blocks:
+                    await self.service.profile_at_join(config.profile_blocks)
                 await health.serving(True)
                 # 2) Tell launchers we are ready (ready file and/or callback).
                 ready: dict[str, object] = {

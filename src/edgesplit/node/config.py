@@ -132,6 +132,9 @@ class NodeConfig(BaseModel):
     """Serve Prometheus metrics on this port (0: a free port; None: off)."""
     ready_file: Path | None = None
     """Written (atomically) with ``{"address": ..., "metrics_port": ...}`` once serving."""
+    profile_blocks: int = Field(0, ge=0)
+    """At join, time each of the model's first this-many blocks once (all of them: its block count) so
+    the orchestrator knows this node's speed before it serves anything; 0 skips the profile."""
     emulation: EmulationConfig = Field(default_factory=EmulationConfig)
     """Emulated heterogeneity; only this node and its transport read it."""
     orchestrator_public_key: str | None = None

@@ -3,8 +3,11 @@
 A round to one peer sends a small probe (its round trip is the RTT) and, when the bandwidth budget
 allows, a larger one; bandwidth = Δbytes / Δtime between the two, so the fixed per-message cost
 cancels. Both go through the same ``LinkShaper`` as activations (DESIGN §3: emulated time is real
-time) and queue behind them. The large probe is sized to take ``target_s`` on the wire at the last
-estimate, and rounds are spaced so that probing uses at most ``max_link_fraction`` of the link.
+time) and queue behind them. The time a probe spends getting onto the link is measured like an
+activation's hop send time; on an unshaped link (real hardware) that is zero, and the whole round
+trip is used instead (on loopback that only measures this machine's gRPC overhead). The large probe
+is sized to take ``target_s`` on the wire at the last estimate, and rounds are spaced so that probing
+uses at most ``max_link_fraction`` of the link.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from edgesplit.wire.messages import LinkProbeResult
 
 log = logging.getLogger(__name__)
 
+SHAPED_S = 1e-3
+"""A probe that waited this long to get onto the link crossed a shaped (emulated) link."""
+
 
 @dataclass(frozen=True)
 class ProbeSettings:
@@ -35,7 +41,7 @@ class ProbeSettings:
     max_link_fraction: float = 0.02
     """Bandwidth probes use at most this share of the link's estimated capacity."""
     min_probe_bytes: int = 4096
-    max_probe_bytes: int = 4 * 1024 * 1024
+    max_probe_bytes: int = 1024 * 1024
     first_probe_bytes: int = 65536
     timeout_s: float = 5.0
     history: int = 64
@@ -93,29 +99,29 @@ class LinkProber:
     async def _round(self, peer: str, state: _PeerState) -> None:
         s = self.settings
         try:
-            small_s = await self._probe(peer, state.address, s.small_bytes)
+            small = await self._probe(peer, state.address, s.small_bytes)
             now = time.monotonic()
             bandwidth = 0.0
             sent = 0
             if now >= state.next_bandwidth_s:
-                bandwidth, sent = await self._bandwidth(peer, state, small_s)
+                bandwidth, sent = await self._bandwidth(peer, state, small)
                 spacing = s.period_s
                 if state.bandwidth_bps:
                     spacing = max(spacing, sent * 8 / (state.bandwidth_bps * s.max_link_fraction))
                 state.next_bandwidth_s = now + spacing
             self._seq += 1
-            self._results.append(LinkProbeResult(peer, small_s, bandwidth, self._seq, sent))
+            self._results.append(LinkProbeResult(peer, small[1], bandwidth, self._seq, sent))
         except (EdgesplitError, TimeoutError) as exc:
             log.debug("probe of %s failed: %s", peer, exc)
 
-    async def _bandwidth(self, peer: str, state: _PeerState, small_s: float) -> tuple[float, int]:
+    async def _bandwidth(self, peer: str, state: _PeerState, small: tuple[float, float]) -> tuple[float, int]:
         """A medium probe first; only if it was too quick to measure, the full-size one."""
         s = self.settings
         sent = 0
         for size in (max(s.min_probe_bytes, state.size // 8), state.size):
             took = await self._probe(peer, state.address, size)
             sent += size
-            extra_s = took - small_s
+            extra_s = took[0] - small[0] if took[0] >= SHAPED_S else took[1] - small[1]
             if extra_s >= s.target_s / 2 or size >= state.size:
                 if extra_s <= 0:
                     state.size = min(s.max_probe_bytes, state.size * 8)
@@ -127,11 +133,12 @@ class LinkProber:
                 return bandwidth, sent
         return 0.0, sent  # pragma: no cover - the loop always returns
 
-    async def _probe(self, peer: str, address: str, nbytes: int) -> float:
-        """One probe of ``nbytes``: emulated link wait, then the real call; returns the round trip."""
+    async def _probe(self, peer: str, address: str, nbytes: int) -> tuple[float, float]:
+        """One probe of ``nbytes``: the link, then the real call; returns (onto-the-link s, round trip s)."""
         started = time.perf_counter()
         await self._pool.link(peer).transmit(nbytes)
+        wire_s = time.perf_counter() - started
         stub = self._pool.node(address)
         async with asyncio.timeout(self.settings.timeout_s):
             await stub.probe(self.own_id, bytes(nbytes), self.settings.timeout_s)
-        return time.perf_counter() - started
+        return wire_s, time.perf_counter() - started

@@ -31,6 +31,7 @@ from edgesplit.errors import (
 from edgesplit.model.steps import SegmentStep
 from edgesplit.node.config import EmulationConfig, NodeConfig
 from edgesplit.node.control_gate import ControlGate, epoch_file_of
+from edgesplit.node.join_profile import JoinProfile, profile_blocks
 from edgesplit.node.loading import SegmentSource
 from edgesplit.node.probes import LinkProber
 from edgesplit.node.segments import BatchReport, HostedSegment
@@ -88,6 +89,7 @@ class NodeService:
         )
         self._worker = ComputeWorker(pace=self._pace)
         self.prober = LinkProber(config.node_id, self._peers)
+        self.join_profile = JoinProfile()
         self._control = asyncio.Lock()
         self._spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None
         self._step_outboxes: dict[str, Outbox[EncodedStep]] = {}
@@ -414,6 +416,17 @@ class NodeService:
         self._peers.set_links(emulation.link_specs(), emulation.default_link.spec())
         return emulation.model_dump_json()
 
+    async def profile_at_join(self, num_blocks: int) -> JoinProfile:
+        """Time every block once on this node (see node/join_profile.py); reported with telemetry."""
+        self.join_profile = await profile_blocks(
+            num_blocks,
+            self._source,
+            self._worker,
+            lambda runner, shape: HostedSegment(shape, runner, 1, self.config.max_step_tokens),
+            min(1.0, self.emulation.background_load),
+        )
+        return self.join_profile
+
     async def probe(self, from_node_id: str, nbytes: int) -> None:
         """Answer a peer's link probe; the reply crosses the emulated link back to it."""
         await self._peers.link(from_node_id).transmit(PROBE_REPLY_BYTES)
@@ -435,7 +448,15 @@ class NodeService:
             snapshot = replace(
                 snapshot, cached_blocks=cache.holdings(), shard_fetch_bps=cache.fetch_bps or 0.0
             )
-        return replace(snapshot, link_probes=self.prober.results())
+        profile = self.join_profile
+        return replace(
+            snapshot,
+            link_probes=self.prober.results(),
+            profile_decode_s=profile.decode_s,
+            profile_prefill_s=profile.prefill_s,
+            profile_utilization=profile.utilization,
+            background_utilization=self.emulation.background_load,
+        )
 
     async def close(self) -> None:
         await self._peers.close()

@@ -42,6 +42,11 @@ class NodeTelemetry:
     loaded_blocks: frozenset[int] = frozenset()
     cached_blocks: frozenset[int] = frozenset()
     shard_fetch_bps: float | None = None
+    background: float | None = None
+    """Utilisation by other work, when the node measures it apart; else ``utilization − busy``."""
+    profile_decode_s: Mapping[int, float] = field(default_factory=dict)
+    """Join-time profile (block → seconds per decode step), used until live timings exist."""
+    profile_utilization: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -223,11 +228,17 @@ class CapacityProfiler:
         if track is None:
             track = _NodeTrack(self._ewma(), self._ewma(), self._ewma(), report, now_s)
             self._nodes[report.node_id] = track
-        own = report.busy_s / report.interval_s if report.interval_s > 0 else 0.0
-        background = min(_UTIL_CAP, max(0.0, report.utilization - own))
+        if report.background is not None:
+            background = min(_UTIL_CAP, max(0.0, report.background))
+        else:
+            own = report.busy_s / report.interval_s if report.interval_s > 0 else 0.0
+            background = min(_UTIL_CAP, max(0.0, report.utilization - own))
         track.background.add(background)
         track.utilization.add(min(1.0, max(0.0, report.utilization)))
         speed = self._speed_sample(report.block_decode_s, background)
+        if speed is None and track.speed.value is None:
+            # Never served yet: the join-time profile, with the load it was timed under divided out.
+            speed = self._speed_sample(report.profile_decode_s, min(_UTIL_CAP, report.profile_utilization))
         if speed is not None:
             track.speed.add(speed)
         track.latest = report

@@ -86,6 +86,9 @@ def to_node_telemetry(now: TelemetrySnapshot, before: TelemetrySnapshot | None) 
         loaded_blocks=now.loaded_blocks,
         cached_blocks=now.cached_blocks,
         shard_fetch_bps=now.shard_fetch_bps or None,
+        background=now.background_utilization,
+        profile_decode_s=dict(now.profile_decode_s),
+        profile_utilization=now.profile_utilization,
     )
 
 

@@ -155,6 +155,10 @@ def telemetry_to_pb(t: TelemetrySnapshot) -> node_pb2.Telemetry:
             )
             for p in t.link_probes
         ],
+        profile_decode_s=t.profile_decode_s,
+        profile_prefill_s=t.profile_prefill_s,
+        profile_utilization=t.profile_utilization,
+        background_utilization=t.background_utilization,
         cached_blocks=sorted(t.cached_blocks),
         shard_fetch_bps=t.shard_fetch_bps,
     )
@@ -191,6 +195,10 @@ def telemetry_from_pb(msg: node_pb2.Telemetry) -> TelemetrySnapshot:
         link_probes=tuple(
             LinkProbeResult(p.peer, p.rtt_s, p.bandwidth_bps, p.seq, p.probe_bytes) for p in msg.link_probes
         ),
+        profile_decode_s=dict(msg.profile_decode_s),
+        profile_prefill_s=dict(msg.profile_prefill_s),
+        profile_utilization=msg.profile_utilization,
+        background_utilization=msg.background_utilization,
         cached_blocks=frozenset(msg.cached_blocks),
         shard_fetch_bps=msg.shard_fetch_bps,
     )

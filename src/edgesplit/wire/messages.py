@@ -146,6 +146,13 @@ class TelemetrySnapshot:
     seq: int = 0
     link_probes: tuple[LinkProbeResult, ...] = ()
     """Recent link probe results of this node (each with its own ``seq``), oldest first."""
+    profile_decode_s: dict[int, float] = field(default_factory=dict)
+    """Join-time profile: seconds per decode step of every block, timed once on this node."""
+    profile_prefill_s: dict[int, float] = field(default_factory=dict)
+    profile_utilization: float = 0.0
+    """The node's utilisation while it profiled (to divide out, as for live timings)."""
+    background_utilization: float = 0.0
+    """Share of the machine taken by other work (not this node's steps), 0..1."""
     cached_blocks: frozenset[int] = frozenset()
     """Blocks whose verified shard files this node holds on disk (loaded or standby)."""
     shard_fetch_bps: float = 0.0

@@ -258,7 +258,7 @@ class SegmentStats(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., prefill_s_per_token: _Optional[float] = ..., decode_s_per_step: _Optional[float] = ..., steps: _Optional[int] = ..., sessions: _Optional[int] = ...) -> None: ...
 
 class Telemetry(_message.Message):
-    __slots__ = ("node_id", "cpu_utilization", "rss_bytes", "gpu_utilization", "segments", "activation_bytes_in", "activation_bytes_out", "queue_depth", "active_sessions", "epochs", "uptime_s", "block_decode_s", "block_prefill_s", "busy_s_total", "mem_available_bytes", "seq", "cached_blocks", "shard_fetch_bps", "link_probes")
+    __slots__ = ("node_id", "cpu_utilization", "rss_bytes", "gpu_utilization", "segments", "activation_bytes_in", "activation_bytes_out", "queue_depth", "active_sessions", "epochs", "uptime_s", "block_decode_s", "block_prefill_s", "busy_s_total", "mem_available_bytes", "seq", "cached_blocks", "shard_fetch_bps", "link_probes", "profile_decode_s", "profile_prefill_s", "profile_utilization", "background_utilization")
     class BlockDecodeSEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,20 @@ class Telemetry(_message.Message):
         value: float
         def __init__(self, key: _Optional[int] = ..., value: _Optional[float] = ...) -> None: ...
     class BlockPrefillSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: float
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[float] = ...) -> None: ...
+    class ProfileDecodeSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: float
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[float] = ...) -> None: ...
+    class ProfilePrefillSEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +306,10 @@ class Telemetry(_message.Message):
     CACHED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     SHARD_FETCH_BPS_FIELD_NUMBER: _ClassVar[int]
     LINK_PROBES_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_DECODE_S_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_PREFILL_S_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     cpu_utilization: float
     rss_bytes: int
@@ -311,7 +329,11 @@ class Telemetry(_message.Message):
     cached_blocks: _containers.RepeatedScalarFieldContainer[int]
     shard_fetch_bps: float
     link_probes: _containers.RepeatedCompositeFieldContainer[LinkProbe]
-    def __init__(self, node_id: _Optional[str] = ..., cpu_utilization: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., gpu_utilization: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[SegmentStats, _Mapping]]] = ..., activation_bytes_in: _Optional[int] = ..., activation_bytes_out: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., epochs: _Optional[_Iterable[int]] = ..., uptime_s: _Optional[float] = ..., block_decode_s: _Optional[_Mapping[int, float]] = ..., block_prefill_s: _Optional[_Mapping[int, float]] = ..., busy_s_total: _Optional[float] = ..., mem_available_bytes: _Optional[int] = ..., seq: _Optional[int] = ..., cached_blocks: _Optional[_Iterable[int]] = ..., shard_fetch_bps: _Optional[float] = ..., link_probes: _Optional[_Iterable[_Union[LinkProbe, _Mapping]]] = ...) -> None: ...
+    profile_decode_s: _containers.ScalarMap[int, float]
+    profile_prefill_s: _containers.ScalarMap[int, float]
+    profile_utilization: float
+    background_utilization: float
+    def __init__(self, node_id: _Optional[str] = ..., cpu_utilization: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., gpu_utilization: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[SegmentStats, _Mapping]]] = ..., activation_bytes_in: _Optional[int] = ..., activation_bytes_out: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., epochs: _Optional[_Iterable[int]] = ..., uptime_s: _Optional[float] = ..., block_decode_s: _Optional[_Mapping[int, float]] = ..., block_prefill_s: _Optional[_Mapping[int, float]] = ..., busy_s_total: _Optional[float] = ..., mem_available_bytes: _Optional[int] = ..., seq: _Optional[int] = ..., cached_blocks: _Optional[_Iterable[int]] = ..., shard_fetch_bps: _Optional[float] = ..., link_probes: _Optional[_Iterable[_Union[LinkProbe, _Mapping]]] = ..., profile_decode_s: _Optional[_Mapping[int, float]] = ..., profile_prefill_s: _Optional[_Mapping[int, float]] = ..., profile_utilization: _Optional[float] = ..., background_utilization: _Optional[float] = ...) -> None: ...
 
 class KVExportRequest(_message.Message):
     __slots__ = ("session_id", "start", "end")
