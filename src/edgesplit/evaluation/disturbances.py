@@ -25,6 +25,8 @@ from edgesplit.cluster.launcher import LocalCluster
 from edgesplit.cluster.roles import node_emulation
 from edgesplit.errors import EdgesplitError
 from edgesplit.evaluation.oracle import TrueLink, TrueNode, Truth
+from edgesplit.node.config import EmulationConfig
+from edgesplit.transport.node_admin import NodeAdmin
 
 RESTART_TIMEOUT_S = 90.0
 UNSHAPED_MBPS = 100_000.0
@@ -157,13 +159,10 @@ class Disturbances:
             self.state.truth(time.monotonic() - self._t0).write(self.truth_path)
 
     async def _push(self, nodes: list[str]) -> None:
-        from edgesplit.node.config import EmulationConfig
-        from edgesplit.transport.node_admin import NodeAdmin
-
         for node in nodes:
             if node in self.state.down:
                 continue  # applied when it comes back (its restart config carries the section)
-            admin = NodeAdmin(self.local.addresses[node])
+            admin = NodeAdmin(self.local.addresses[node], getattr(self.local, "admin_tls", None))
             try:
                 await admin.set_emulation(EmulationConfig.model_validate(self.state.section(node)))
             finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from typing import Any
 from edgesplit.evaluation.disturbances import Disturbances, EmulationState
 from edgesplit.evaluation.modes import mode_setup
 from edgesplit.evaluation.scenario import Scenario
+from edgesplit.transport.node_admin import NodeAdmin
 
 START_TIMEOUT_S = 240.0
 MONITOR_INTERVAL_S = 1.0
@@ -60,6 +63,9 @@ def run_scenario(
     from edgesplit.model.builtin import resolve_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Several node processes share this machine's cores: one compute thread each (the children inherit
+    # it), or oversubscribed thread pools would add their contention to every latency measured.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     cluster = scenario.cluster()
     model_path = resolve_model(cluster.model)
     num_blocks = num_blocks_of(model_path)
@@ -205,8 +211,6 @@ async def _last_event_seq(http: Any, url: str) -> int:
 
 
 async def _events_after(http: Any, url: str, seq: int) -> list[dict[str, Any]]:
-    import json
-
     resp = await http.get(f"{url}/v1/events", params={"after": seq, "follow": "false"}, timeout=10.0)
     return [json.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: {")]
 
@@ -272,8 +276,7 @@ def describe_decision(event: dict[str, Any]) -> str:
 
 async def _sample_utilization(local: Any, stop: asyncio.Event, run: ModeRun) -> None:
     """Every second: mean over live nodes of the share of time each spent executing steps (Δbusy/Δt)."""
-    from edgesplit.transport.node_admin import NodeAdmin
-
+    tls = getattr(local, "admin_tls", None)
     last: dict[str, tuple[float, float]] = {}
     admins: dict[str, NodeAdmin] = {}
     try:
@@ -282,7 +285,7 @@ async def _sample_utilization(local: Any, stop: asyncio.Event, run: ModeRun) -> 
             for node, address in local.addresses.items():
                 admin = admins.get(node)
                 if admin is None:
-                    admin = admins[node] = NodeAdmin(address)
+                    admin = admins[node] = NodeAdmin(address, tls)
                 try:
                     snap = await admin.telemetry(2.0)
                 except Exception:
