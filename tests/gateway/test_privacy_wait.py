@@ -57,6 +57,7 @@ def test_privacy_high_waits_for_a_trusted_plan_and_never_runs_on_the_leaking_one
         routes.commit(three_hop_plan(epoch=2))
         tokens = await asyncio.wait_for(task, 10)
         await decoder.drain()
+        assert decoder.observations.snapshot(0)["privacy_high_recent"] is True  # plans stay private
         return tokens, state, [steps_while_waiting, decoder.observations.privacy_high_waiting]
 
     tokens, state, (steps_while_waiting, waiting_after) = asyncio.run(main())
@@ -80,6 +81,7 @@ def test_privacy_none_is_served_on_the_leaking_plan_without_waiting() -> None:
     started = time.monotonic()
     assert set(asyncio.run(main()).routes) == {1}
     assert time.monotonic() - started < 5
+    assert decoder.observations.snapshot(0)["privacy_high_recent"] is False
 
 
 def test_the_wait_is_bounded_and_then_refused() -> None:

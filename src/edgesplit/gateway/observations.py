@@ -26,6 +26,9 @@ class GatewayObservations:
     failed_nodes: dict[str, float] = field(default_factory=dict)
     """node id → monotonic time of its last failed step (reported for ``FAILED_FOR_S``)."""
     privacy_high_waiting: int = 0
+    privacy_high_last_s: float = -1e9
+    """When a privacy-high request last asked for a route: while such traffic is recent, plans keep
+    privacy-critical blocks trusted (reported as ``privacy_high_recent``)."""
     live_sessions: int = 0
     tokens_total: int = 0
 
@@ -47,7 +50,7 @@ class GatewayObservations:
     def node_failed(self, node_id: str) -> None:
         self.failed_nodes[node_id] = time.monotonic()
 
-    def snapshot(self, after: int, failed_for_s: float = 10.0) -> dict[str, Any]:
+    def snapshot(self, after: int, failed_for_s: float = 10.0, recent_s: float = 10.0) -> dict[str, Any]:
         now = time.monotonic()
         return {
             "seq": self.seq,
@@ -55,5 +58,6 @@ class GatewayObservations:
             "tokens_total": self.tokens_total,
             "live_sessions": self.live_sessions,
             "privacy_high_waiting": self.privacy_high_waiting,
+            "privacy_high_recent": now - self.privacy_high_last_s <= recent_s,
             "failed_nodes": sorted(n for n, at in self.failed_nodes.items() if now - at <= failed_for_s),
         }

@@ -22,6 +22,8 @@ class WaitingCounter(Protocol):
     """Where waiting privacy-high requests are counted (the gateway's observations)."""
 
     privacy_high_waiting: int
+    privacy_high_last_s: float
+    """Monotonic time a privacy-high request last asked for a route (it still runs, or just ran)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class RouteBook:
     async def wait_route(self, privacy_high: bool, deadline: float, waiting: WaitingCounter) -> Route:
         """``route_for``, except that a privacy-high request on a leaking plan waits for a plan that
         keeps its critical blocks trusted — up to ``privacy_wait_s`` and the monotonic ``deadline``."""
+        if privacy_high:
+            waiting.privacy_high_last_s = time.monotonic()
         if not privacy_high or self._private():
             return self.route_for(privacy_high)
         until = min(deadline, time.monotonic() + self.privacy_wait_s)

@@ -243,7 +243,10 @@ class OrchestratorService:
             links=[*probes, *links],
             latencies=latencies,
             workload=workload,
-            pending_privacy_high=int(observed.get("privacy_high_waiting", 0)),
+            # Waiting privacy-high requests, or such traffic still running: either needs a plan that
+            # keeps privacy-critical blocks trusted (a running one would wait at its next step).
+            pending_privacy_high=int(observed.get("privacy_high_waiting", 0))
+            + int(bool(observed.get("privacy_high_recent", False))),
             failed_nodes=frozenset(observed.get("failed_nodes", ())),
         )
 
