@@ -133,12 +133,9 @@ def test_a_run_writes_results_report_and_plots(
     )
     assert result.exit_code == 0, result.output
     assert calls == [("cli-test", ["static", "adaptive"])]
-    assert sorted(p.name for p in out.iterdir()) == [
-        "latency_cdf.png",
-        "report.md",
-        "results.json",
-        "timeline.png",
-    ]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["latency_cdf.png", "report.md", "requests.jsonl", "results.json", "timeline.png"]
+    assert "2 req/s for 10 s (seed 1)" in (out / "report.md").read_text()
     doc = ResultsFile.model_validate_json((out / "results.json").read_text())
     assert doc.scenario == "cli-test"
     assert doc.modes["static"].sla_hit_rate == 0.0 and doc.modes["adaptive"].sla_hit_rate == 1.0

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from edgesplit.evaluation.claims import check_claims
 from edgesplit.evaluation.load import RequestRecord
 from edgesplit.evaluation.metrics import ModeResult, summarize
 from edgesplit.evaluation.report import (
@@ -195,7 +196,7 @@ def test_plots_are_pngs_drawn_from_the_series(tmp_path: Path) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
-def test_write_outputs_writes_the_four_files(tmp_path: Path) -> None:
+def test_write_outputs_writes_the_report_files(tmp_path: Path) -> None:
     lines = timelines()
     results = {
         mode: summarize(
@@ -211,8 +212,44 @@ def test_write_outputs_writes_the_four_files(tmp_path: Path) -> None:
     }
     paths = write_outputs(tmp_path / "out", "mec", results, lines)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["latency_cdf.png", "report.md", "results.json", "timeline.png"]
+    assert names == ["latency_cdf.png", "report.md", "requests.jsonl", "results.json", "timeline.png"]
+    lines_out = [json.loads(line) for line in paths["requests"].read_text().splitlines()]
+    expected_order = [("static", i) for i in range(10)] + [("adaptive", i) for i in range(10)]
+    assert [(x["mode"], x["index"]) for x in lines_out] == expected_order
+    assert lines_out[8]["status"] == "error" and lines_out[10]["latency_ms"] == pytest.approx(150.0)
+    assert lines_out[0]["nodes_by_block"]["3"] == ["cloud"]
     doc = ResultsFile.model_validate_json(paths["results"].read_text())
     assert doc.modes["adaptive"].sla_hit_rate == 1.0 and doc.modes["adaptive"].reconfigurations == 1
     assert doc.modes["static"].sla_hit_rate == pytest.approx(0.4)
-    assert "| Reconfigurations | 0 | 1 |" in paths["report"].read_text()
+    report = paths["report"].read_text()
+    assert "| Reconfigurations | 0 | 1 |" in report
+    assert "- t = 3.0 s — event: link device-mec1 10 Mbit/s" in report
+    assert "- t = 3.4 s — new plan: epoch 2" in report
+
+
+def test_claims_are_checked_against_the_issue_thresholds() -> None:
+    static = summarize_mixed()  # SLA 0.4, p95 765 ms, 2 failed
+    good = summarize_mixed([record(i, float(i), 200) for i in range(20)])  # SLA 1.0, p95 200 ms
+    slow_oracle = summarize_mixed([record(i, float(i), 180) for i in range(20)])
+    checks = {c.claim: c for c in check_claims({"static": static, "adaptive": good, "oracle": slow_oracle})}
+    assert checks["adaptive SLA hit-rate"].holds
+    assert checks["adaptive SLA hit-rate vs static"].holds
+    assert checks["adaptive p95 vs static p95"].measured == "200 / 765 ms = 0.26×"
+    assert checks["adaptive p95 vs static p95"].holds
+    assert checks["adaptive failed requests"].holds
+    assert checks["adaptive p95 vs oracle p95 (bound)"].holds  # 200 / 180 = 1.11 <= 1.15
+    assert {k for k in checks if k.endswith("privacy violations")} == {
+        "static privacy violations",
+        "adaptive privacy violations",
+        "oracle privacy violations",
+    }
+    swapped = {c.claim: c for c in check_claims({"static": good, "adaptive": static})}
+    assert not swapped["adaptive SLA hit-rate"].holds
+    assert not swapped["adaptive SLA hit-rate vs static"].holds
+    assert not swapped["adaptive p95 vs static p95"].holds
+    assert not swapped["adaptive failed requests"].holds
+    leaky = summarize_mixed([record(0, 0.0, 100, nodes=SAFE | {0: ("cloud",)})])
+    assert not {c.claim: c for c in check_claims({"cloud": leaky})}["cloud privacy violations"].holds
+    assert [c.claim for c in check_claims({"static": static})] == ["static privacy violations"]
+    text = report_markdown("mec", {"static": good, "adaptive": static})
+    assert "| adaptive SLA hit-rate | 0.400 | ≥ 0.95 | **no** |" in text

@@ -2,7 +2,7 @@
 
 Run: edgesplit bench scenarios/mec-smart-city.yaml --out out/ [--modes static,adaptive]
 Thin shell: validate everything first (exit 2 on a bad scenario or flag), run the modes with Rich
-progress bars and live narration, then write results.json, report.md and the two plots.
+progress bars and live narration, then write results.json, report.md, the two plots and requests.jsonl.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def run(scenario: Any, modes: list[str], out: Path) -> None:
             progress.console.print(f"  [dim]{mode:>8} t={t_s:6.1f} s[/]  {line}")
 
         results, timelines = runner.run_scenario(scenario, modes, out, progress=on_progress, narrate=narrate)
-    paths = write_outputs(out, scenario.name, results, timelines)
+    paths = write_outputs(out, scenario.name, results, timelines, scenario)
     print_table(console, results)
     for path in paths.values():
         console.print(f"wrote {path}")

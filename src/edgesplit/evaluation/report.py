@@ -1,5 +1,6 @@
 """The outputs of `edgesplit bench`: results.json (DESIGN §4.4), report.md (the paper's Table 5 side by
-side per mode) and two plots (the paper's Fig. 3 latency CDF; latency over time with events).
+side per mode, its claims checked), two plots (the paper's Fig. 3 latency CDF; latency over time with
+events) and requests.jsonl (every request, so any figure can be recomputed).
 
 The data behind every plot comes from pure functions, so tests check numbers, not pixels.
 Matplotlib runs headless (Agg) and is imported only when a plot is drawn.
@@ -9,17 +10,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from edgesplit.evaluation.claims import check_claims
 from edgesplit.evaluation.load import RequestRecord
 from edgesplit.evaluation.metrics import ModeResult
+from edgesplit.evaluation.scenario import Scenario
 
 MODE_ORDER = ("single", "cloud", "static", "adaptive", "oracle")
 """Columns in this order; any other mode follows, alphabetically."""
+MAX_MARKS = 40
+"""Events and plan changes listed per mode in report.md (the timeline plot shows them all)."""
 
 PAPER_TABLE5 = {
     "latency": ("500–1000 ms", "100–300 ms"),
@@ -136,8 +141,13 @@ def report_table(results: dict[str, ModeResult]) -> list[list[str]]:
     return table
 
 
-def report_markdown(scenario_name: str, results: dict[str, ModeResult]) -> str:
-    """report.md: the side-by-side table, what it measures, and where the plots are."""
+def report_markdown(
+    scenario_name: str,
+    results: dict[str, ModeResult],
+    timelines: dict[str, Timeline] | None = None,
+    scenario: Scenario | None = None,
+) -> str:
+    """report.md: the side-by-side table, the issue's claims checked, and what happened in the run."""
     table = report_table(results)
     lines = [
         f"# edgesplit bench: {scenario_name}",
@@ -155,8 +165,39 @@ def report_markdown(scenario_name: str, results: dict[str, ModeResult]) -> str:
             "",
             "`oracle` re-plans at once from the true emulated conditions: a bound, not a mode to deploy.",
         ]
-    lines += ["", "Plots: `latency_cdf.png` (Fig. 3: CDF per mode, SLA budget marked), `timeline.png`.", ""]
+    checks = check_claims(results)
+    if checks:
+        lines += ["", "## The paper's claims on this run", "", "| claim | measured | target | holds |"]
+        lines += ["|---|---|---|---|"]
+        lines += [
+            f"| {c.claim} | {c.measured} | {c.target} | {'yes' if c.holds else '**no**'} |" for c in checks
+        ]
+    lines += _run_section(timelines or {}, scenario)
+    lines += ["", "Plots: `latency_cdf.png` (Fig. 3: CDF per mode, SLA budget marked), `timeline.png`."]
+    lines += ["Every request of every mode: `requests.jsonl`.", ""]
     return "\n".join(lines)
+
+
+def _run_section(timelines: dict[str, Timeline], scenario: Scenario | None) -> list[str]:
+    """The workload, the events as applied, and each mode's plan changes, with their times."""
+    lines = ["", "## The run"]
+    if scenario is not None:
+        w = scenario.workload
+        lines += [
+            "",
+            f"{w.arrivals} arrivals at {w.rate_rps:g} req/s for {w.duration_s:g} s (seed {w.seed}), "
+            f"{w.prompt_tokens} prompt and {w.output_tokens} output tokens, "
+            f"{100 * w.privacy_high_fraction:g} % tagged `privacy: high`; SLA {scenario.sla.budget_ms:g} ms.",
+        ]
+    for mode in ordered_modes(list(timelines)):
+        timeline = timelines[mode]
+        marks = [(t, f"event: {label}") for t, label in timeline.events]
+        marks += [(t, f"new plan: {label}") for t, label in timeline.reconfigurations]
+        lines += ["", f"**{mode}**: " + ("nothing happened" if not marks else "")]
+        lines += [f"- t = {t:.1f} s — {text}" for t, text in sorted(marks)[:MAX_MARKS]]
+        if len(marks) > MAX_MARKS:
+            lines.append(f"- … and {len(marks) - MAX_MARKS} more")
+    return lines
 
 
 def plot_latency_cdf(path: Path, timelines: dict[str, Timeline], budget_ms: float) -> dict[str, CdfSeries]:
@@ -208,9 +249,13 @@ def plot_timeline(path: Path, timelines: dict[str, Timeline], budget_ms: float) 
 
 
 def write_outputs(
-    out_dir: Path, scenario_name: str, results: dict[str, ModeResult], timelines: dict[str, Timeline]
+    out_dir: Path,
+    scenario_name: str,
+    results: dict[str, ModeResult],
+    timelines: dict[str, Timeline],
+    scenario: Scenario | None = None,
 ) -> dict[str, Path]:
-    """Write results.json, report.md, latency_cdf.png and timeline.png; returns their paths."""
+    """Write results.json, report.md, latency_cdf.png, timeline.png and requests.jsonl; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     budget = next(iter(results.values())).sla_budget_ms if results else 400.0
     paths = {
@@ -218,12 +263,29 @@ def write_outputs(
         "report": out_dir / "report.md",
         "latency_cdf": out_dir / "latency_cdf.png",
         "timeline": out_dir / "timeline.png",
+        "requests": out_dir / "requests.jsonl",
     }
     paths["results"].write_text(json.dumps(results_document(scenario_name, results), indent=2) + "\n")
-    paths["report"].write_text(report_markdown(scenario_name, results))
+    paths["report"].write_text(report_markdown(scenario_name, results, timelines, scenario))
     plot_latency_cdf(paths["latency_cdf"], timelines, budget)
     plot_timeline(paths["timeline"], timelines, budget)
+    with paths["requests"].open("w") as out:
+        for mode in ordered_modes(list(timelines)):
+            for r in timelines[mode].records:
+                out.write(json.dumps(request_line(mode, r)) + "\n")
     return paths
+
+
+def request_line(mode: str, r: RequestRecord) -> dict[str, object]:
+    """One request as a JSON object, so every figure can be recomputed from the raw records."""
+    return {
+        "mode": mode,
+        **{k: v for k, v in asdict(r).items() if k != "nodes_by_block"},
+        "latency_ms": round(r.latency_s * 1000.0, 3),
+        "nodes_by_block": None
+        if r.nodes_by_block is None
+        else {str(b): n for b, n in r.nodes_by_block.items()},
+    }
 
 
 def _pyplot() -> Any:
