@@ -37,7 +37,7 @@ from edgesplit.node.probes import LinkProber
 from edgesplit.node.segments import BatchReport, HostedSegment
 from edgesplit.node.shard_cache import fetch_standby, standby_blocks
 from edgesplit.node.telemetry import NodeTelemetry
-from edgesplit.node.worker import ComputeWorker
+from edgesplit.node.worker import ComputeWorker, StepDone
 from edgesplit.transport.base import Hop, HopTiming
 from edgesplit.transport.outbox import Outbox
 from edgesplit.transport.peers import PeerPool
@@ -152,10 +152,13 @@ class NodeService:
                     f"node {self.node_id} has {self._worker.queue_depth} steps queued "
                     f"(max_queued_steps {self.config.max_queued_steps}); retry later or route elsewhere"
                 )
+            # Submitted now, not in a task: one StepMany's steps join the same batch and the queue.
+            seg_step = SegmentStep(env.session_id, env.inputs, env.position, env.sampling)
+            pending = self._worker.submit(segment, seg_step)
         except EdgesplitError as exc:
             self._run(self._report(env, exc))
             return
-        self._run(self._process(env, segment, received))
+        self._run(self._process(env, segment, received, pending))
 
     def _step_outbox(self, address: str) -> Outbox[EncodedStep]:
         box = self._step_outboxes.get(address)
@@ -177,12 +180,12 @@ class NodeService:
             raise ServiceDeadError(f"node {self.node_id} is not running")
         self._spawn(coro)
 
-    async def _process(self, env: StepEnvelope, segment: HostedSegment, received: float) -> None:
+    async def _process(
+        self, env: StepEnvelope, segment: HostedSegment, received: float, pending: asyncio.Future[StepDone]
+    ) -> None:
         try:
-            assert env.inputs is not None
-            seg_step = SegmentStep(env.session_id, env.inputs, env.position, env.sampling)
             try:
-                done = await asyncio.wait_for(self._worker.submit(segment, seg_step), max(env.budget_s, 1e-3))
+                done = await asyncio.wait_for(pending, max(env.budget_s, 1e-3))
             except TimeoutError:
                 raise TransportError(
                     f"step of session {env.session_id} ran out of its {env.budget_s:.3f} s budget "

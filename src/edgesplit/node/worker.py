@@ -1,7 +1,9 @@
 """The one compute thread of a node: runs every model call, batching concurrent steps per segment.
 
-Steps that queue up while a batch computes are taken together next time (micro-batching without a
-timer). The event loop only submits and awaits futures; no model code ever runs on it.
+Everything submitted in one event-loop turn reaches the thread as one unit (a ``StepMany`` of 16
+sessions is one batch of 16, never 1 + 15), and steps that queue up while a batch computes are taken
+together next time (micro-batching without a timer). The event loop only submits and awaits futures;
+no model code ever runs on it.
 """
 
 from __future__ import annotations
@@ -83,7 +85,10 @@ class ComputeWorker:
         self._pace = pace
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._staged: list[_StepItem | _CallItem] = []  # this loop turn's submissions, under _lock
         self._pending_steps = 0
+        self.units = 0  # hand-overs to the compute thread (one per loop turn with submissions)
+        self.batches = 0  # forward passes run (written by the compute thread only)
         self.busy_s = 0.0  # written by the compute thread only
         self._lock = threading.Lock()
         self._dead: BaseException | None = None
@@ -101,7 +106,7 @@ class ComputeWorker:
         self._check_alive()
         with self._lock:
             self._pending_steps += 1
-        self._queue.put(_StepItem(segment, step, future, loop, time.perf_counter()))
+        self._stage(_StepItem(segment, step, future, loop, time.perf_counter()), loop)
         return future
 
     def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
@@ -109,8 +114,29 @@ class ComputeWorker:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._check_alive()
-        self._queue.put(_CallItem(fn, future, loop))
+        self._stage(_CallItem(fn, future, loop), loop)
         return future
+
+    def _stage(self, item: _StepItem | _CallItem, loop: asyncio.AbstractEventLoop) -> None:
+        """Hold ``item`` until the end of this loop turn, then hand the turn's items over together."""
+        with self._lock:
+            self._staged.append(item)
+            first = len(self._staged) == 1
+        if first:
+            loop.call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            items, self._staged = self._staged, []
+        if not items:
+            return
+        if self._dead is not None:
+            error = ServiceDeadError(f"the compute thread died: {self._dead!r}")
+            for item in items:
+                _resolve(item.loop, item.future, None, error)
+            return
+        self.units += 1
+        self._queue.put(items)
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._queue.put(_STOP)
@@ -126,14 +152,17 @@ class ComputeWorker:
                 first = self._queue.get()
                 if first is _STOP:
                     return
-                items = [first]
-                while len(items) < self._max_batch:
+                items: list[object] = list(first)  # type: ignore[call-overload]
+                stop = False
+                while not stop and sum(isinstance(i, _StepItem) for i in items) < self._max_batch:
                     try:
-                        items.append(self._queue.get_nowait())
+                        unit = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                stop = _STOP in items
-                self._execute([i for i in items if i is not _STOP])
+                    stop = unit is _STOP
+                    if not stop:
+                        items.extend(unit)  # type: ignore[call-overload]
+                self._execute(items)
                 if stop:
                     return
         except BaseException as exc:  # every waiter must hear about a dead worker
@@ -145,11 +174,15 @@ class ComputeWorker:
         error = ServiceDeadError(f"the compute thread died: {exc!r}")
         while True:
             try:
-                item = self._queue.get_nowait()
+                unit = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if isinstance(item, _StepItem | _CallItem):
+                break
+            for item in unit if isinstance(unit, list) else ():
                 _resolve(item.loop, item.future, None, error)
+        with self._lock:
+            staged, self._staged = self._staged, []
+        for item in staged:
+            _resolve(item.loop, item.future, None, error)
 
     def _execute(self, items: list[object]) -> None:
         """Run items in order, batching consecutive steps per segment (one session per batch at most)."""
@@ -163,7 +196,9 @@ class ComputeWorker:
                     _resolve(item.loop, item.future, None, exc)
             elif isinstance(item, _StepItem):
                 group = groups.setdefault(id(item.segment), [])
-                if any(g.step.session_id == item.step.session_id for g in group):
+                if len(group) >= self._max_batch or any(
+                    g.step.session_id == item.step.session_id for g in group
+                ):
                     self._flush(groups)
                     group = groups.setdefault(id(item.segment), [])
                 group.append(item)
@@ -176,6 +211,7 @@ class ComputeWorker:
 
     def _run_batch(self, group: list[_StepItem]) -> None:
         started = time.perf_counter()
+        self.batches += 1
         with self._lock:
             self._pending_steps -= len(group)
         segment = group[0].segment

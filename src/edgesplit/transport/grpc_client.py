@@ -3,6 +3,9 @@
 Nodes forward activations node to node; the last node (or any node that fails) delivers the step's
 outcome to this client's tiny sink server, so each decode step crosses each hop once and one small
 message returns. Every wait has a deadline; a failure anywhere surfaces as the mapped error.
+
+Steps for the same first hop submitted in one event-loop turn (concurrent sessions resuming together
+after one batched result) leave as one ``StepMany`` call, so the first node sees them as one batch.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
 import torch
@@ -18,12 +24,13 @@ import torch
 from edgesplit.errors import EdgesplitError, NodeUnavailableError, SegmentSpecError, TransportError
 from edgesplit.transport.base import ChainResult, ChainStep, Route
 from edgesplit.transport.link import LinkSpec
+from edgesplit.transport.outbox import Outbox
 from edgesplit.transport.peers import PeerPool
 from edgesplit.transport.tls import SINK_POLICY, TlsConfig, bind, channel_credentials, new_server
 from edgesplit.wire.errors import error_from_code
 from edgesplit.wire.messages import StepEnvelope, StepOutcome
 from edgesplit.wire.servicers import add_sink_service
-from edgesplit.wire.stubs import CHANNEL_OPTIONS, encode_step
+from edgesplit.wire.stubs import CHANNEL_OPTIONS, EncodedStep, encode_step
 
 END_SESSION_TIMEOUT_S = 5.0
 
@@ -34,6 +41,8 @@ class GrpcSegmentClient:
     ``source_node_id`` is the node the gateway runs on (nodes shape their replies on the link to
     it); ``links`` are the emulated links from that node to each first hop. ``sink_host`` is the
     address nodes can reach this process at (``sink_listen`` is what it binds).
+    ``max_steps_per_call`` splits a coalesced send into near-equal calls of at most that many steps
+    (micro-batch groups that can pipeline through the chain); None sends each turn's steps as one.
     """
 
     def __init__(
@@ -43,6 +52,7 @@ class GrpcSegmentClient:
         sink_listen: str = "127.0.0.1:0",
         sink_host: str | None = None,
         tls: TlsConfig | None = None,
+        max_steps_per_call: int | None = None,
     ) -> None:
         self.source_node_id = source_node_id
         self._tls = tls
@@ -50,32 +60,69 @@ class GrpcSegmentClient:
         self._sink_listen = sink_listen
         self._sink_host = sink_host
         self._server: grpc.aio.Server | None = None
-        self._start_lock = asyncio.Lock()
+        self._starting: asyncio.Task[None] | None = None
         self.reply_address = ""
         self._pending: dict[int, tuple[str, asyncio.Future[StepOutcome]]] = {}  # step id -> (session, result)
         self._ids = itertools.count(1)
         self._closed = False
+        self._max_steps_per_call = max_steps_per_call
+        self._outboxes: dict[str, Outbox[EncodedStep]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.calls_sent = 0
+        """Step-carrying gRPC calls made to first hops (each may carry many steps)."""
 
     async def start(self) -> str:
         """Start the result sink (idempotent); returns the address nodes reply to."""
-        async with self._start_lock:
-            if self._server is None:
-                server = new_server(self._tls, CHANNEL_OPTIONS, SINK_POLICY)
-                add_sink_service(server, self._on_outcome)
-                port = bind(server, self._sink_listen, self._tls)
-                if port == 0:
-                    raise TransportError(f"the gateway's result sink cannot listen on {self._sink_listen}")
-                await server.start()
-                host = self._sink_host or self._sink_listen.rsplit(":", 1)[0]
-                if host in ("0.0.0.0", "[::]", "::", ""):
-                    host = "127.0.0.1"
-                self.reply_address = f"{host}:{port}"
-                self._server = server
+        if self._server is not None:
+            return self.reply_address
+        # Every first caller awaits the same start, so concurrent first steps resume together.
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start_sink())
+        try:
+            await asyncio.shield(self._starting)
+        except BaseException:
+            if self._starting.done():
+                self._starting = None
+            raise
         return self.reply_address
+
+    async def _start_sink(self) -> None:
+        server = new_server(self._tls, CHANNEL_OPTIONS, SINK_POLICY)
+        add_sink_service(server, self._on_outcome)
+        port = bind(server, self._sink_listen, self._tls)
+        if port == 0:
+            raise TransportError(f"the gateway's result sink cannot listen on {self._sink_listen}")
+        await server.start()
+        host = self._sink_host or self._sink_listen.rsplit(":", 1)[0]
+        if host in ("0.0.0.0", "[::]", "::", ""):
+            host = "127.0.0.1"
+        self.reply_address = f"{host}:{port}"
+        self._server = server
 
     def set_links(self, links: dict[str, LinkSpec], default_link: LinkSpec | None = None) -> None:
         """Change the emulated links from the source node at run time."""
         self._peers.set_links(links, default_link or LinkSpec())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _outbox(self, address: str) -> Outbox[EncodedStep]:
+        box = self._outboxes.get(address)
+        if box is None:
+            stub = self._peers.node(address)
+
+            async def send(steps: list[EncodedStep], timeout_s: float) -> None:
+                calls = math.ceil(len(steps) / (self._max_steps_per_call or len(steps)))
+                bounds = [round(i * len(steps) / calls) for i in range(calls + 1)]
+                self.calls_sent += calls
+                await asyncio.gather(
+                    *(stub.send_steps(steps[a:b], timeout_s) for a, b in itertools.pairwise(bounds))
+                )
+
+            box = self._outboxes[address] = Outbox(send, self._spawn)
+        return box
 
     def _on_outcome(self, outcome: StepOutcome) -> None:
         session_id, future = self._pending.get(outcome.step_id, ("", None))
@@ -112,9 +159,7 @@ class GrpcSegmentClient:
             await self._peers.link(first.node_id).transmit(encoded.nbytes)
             encoded.message.budget_s = timeout_s - (time.perf_counter() - started)
             try:
-                await self._peers.node(first.address).send_step(
-                    encoded, timeout_s=max(encoded.message.budget_s, 1e-3)
-                )
+                await self._outbox(first.address).submit(encoded, max(encoded.message.budget_s, 1e-3))
             except EdgesplitError as exc:
                 lost = NodeUnavailableError(f"first hop {first.node_id} at {first.address}: {exc}")
                 lost.node_id = first.node_id
@@ -158,6 +203,12 @@ class GrpcSegmentClient:
                     TransportError("the gRPC segment client closed while a step was running")
                 )
         self._pending.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._outboxes.clear()
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
         await self._peers.close()
         if self._server is not None:
             await self._server.stop(grace=0.5)
