@@ -43,14 +43,14 @@ def test_static_keeps_its_plan_the_oracle_follows_the_truth_and_a_killed_node_co
     tmp_path: Path,
 ) -> None:
     """The device–mec1 link collapses at 3 s (static's t=0 plan uses it); mec2 is killed at 4 s and
-    returns at 9 s. Static never changes; the oracle re-plans right after the collapse; the kill and
+    returns at 8 s. Static never changes; the oracle re-plans right after the collapse; the kill and
     the return really happen (the event log says so only once they did); nothing is left running."""
     events = [
         {"at_s": 3, "kind": "link", "a": "device", "b": "mec1", "bandwidth_mbps": 5, "rtt_ms": 300},
         {"at_s": 4, "kind": "node_kill", "node": "mec2"},
-        {"at_s": 9, "kind": "node_return", "node": "mec2"},
+        {"at_s": 8, "kind": "node_return", "node": "mec2"},
     ]
-    scenario = short_scenario(30, events)
+    scenario = short_scenario(20, events)
     before = children_of_this_process()
     results, timelines = run_scenario(scenario, ["static", "oracle"], tmp_path)
     assert children_of_this_process() <= before  # every node, gateway, orchestrator stopped by PID
@@ -64,13 +64,13 @@ def test_static_keeps_its_plan_the_oracle_follows_the_truth_and_a_killed_node_co
         labels = [label for _, label in timelines[mode].events]
         assert labels == ["link device~mec1: 5 Mbit/s, 300 ms RTT", "mec2 killed", "mec2 back"], labels
         at = [t for t, _ in timelines[mode].events]
-        assert 2.9 <= at[0] < 4.5 and at[2] >= 9.0
+        assert 2.9 <= at[0] < 4.5 and at[2] >= 8.0
 
     assert results["static"].reconfigurations == 0
     assert timelines["static"].reconfigurations == []
     # The oracle leaves the collapsed link right after it happened (it reads the truth, no triggers).
     moves = [t for t, _ in timelines["oracle"].reconfigurations]
-    assert moves and 3.0 <= moves[0] < 25.0, timelines["oracle"].reconfigurations
+    assert moves and 3.0 <= moves[0] < 20.0, timelines["oracle"].reconfigurations
     assert results["oracle"].reconfigurations == len(moves)
     # The static plan ran on mec1 alone (the t=0 optimum) for every request; the oracle did not.
     static_nodes = {

@@ -116,19 +116,22 @@ class Disturbances:
         self._t0 = time.monotonic()
 
     async def run(self, t0: float) -> None:
-        """Apply every event at ``t0 + at_s``; a failing event is recorded, the rest still run."""
+        """Apply every event at ``t0 + at_s``, each on its own (a slow restart delays no other event);
+        a failing event is recorded, the rest still run."""
         self._t0 = t0
-        for event in self.events:
-            await asyncio.sleep(max(0.0, t0 + event.at_s - time.monotonic()))
-            try:
-                label = await self.apply(event)
-            except (EdgesplitError, OSError, RuntimeError) as exc:
-                self.errors.append(f"{event.kind} at {event.at_s:g} s: {exc}")
-                continue
-            now = time.monotonic() - t0
-            self.applied.append((now, label))
-            if self.on_event is not None:
-                self.on_event(now, label)
+        await asyncio.gather(*(self._at(event, t0) for event in self.events))
+
+    async def _at(self, event: Any, t0: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + event.at_s - time.monotonic()))
+        try:
+            label = await self.apply(event)
+        except (EdgesplitError, OSError, RuntimeError) as exc:
+            self.errors.append(f"{event.kind} at {event.at_s:g} s: {exc}")
+            return
+        now = time.monotonic() - t0
+        self.applied.append((now, label))
+        if self.on_event is not None:
+            self.on_event(now, label)
 
     async def apply(self, event: Any) -> str:
         kind = event.kind
@@ -148,6 +151,7 @@ class Disturbances:
         elif kind == "node_return":
             await asyncio.to_thread(restart_node, self.local, event.node, self.state.section(event.node))
             self.state.set_up(event.node, True)
+            await self._push([event.node])  # what changed while it was starting
             label = f"{event.node} back"
         else:
             raise RuntimeError(f"unknown event kind {kind!r}")
