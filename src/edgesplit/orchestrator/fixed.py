@@ -55,7 +55,7 @@ class FixedController(AdaptiveController):
 
             def fixed_plan(
                 problem: Problem,
-                boundaries: tuple[int, ...] | None,
+                fixed_boundaries: tuple[int, ...] | None,
                 current: tuple[str, ...],
                 held: Mapping[str, frozenset[int]],
             ) -> tuple[str, ...] | None:
