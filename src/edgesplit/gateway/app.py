@@ -27,7 +27,8 @@ from edgesplit.gateway.error_map import ApiError, bad_request, to_api_error
 from edgesplit.gateway.events import EventLog
 from edgesplit.gateway.limits import RequestLimits
 from edgesplit.gateway.metrics import GatewayMetrics
-from edgesplit.gateway.protocol import now_s
+from edgesplit.gateway.openapi_doc import document_request_bodies
+from edgesplit.gateway.protocol import ChatCompletionRequest, CompletionRequest, now_s
 from edgesplit.gateway.routes import CommittedPlan, RouteBook, route_from_segments
 from edgesplit.gateway.serving import GatewayService
 from edgesplit.gateway.text import TextCodec
@@ -280,6 +281,15 @@ def create_app(
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    document_request_bodies(
+        app,
+        {
+            ("POST", "/v1/completions"): CompletionRequest,
+            ("POST", "/v1/chat/completions"): ChatCompletionRequest,
+            ("PUT", "/v1/plan"): PlanCommit,
+        },
+        config.model_name,
+    )
     return app
 
 
