@@ -103,3 +103,29 @@ def test_profile_and_background_pass_through_the_telemetry_mapping() -> None:
     t = to_node_telemetry(snap(2, ()), snap(1, ()))
     assert t.background == 0.25
     assert dict(t.profile_decode_s) == {1: 0.02} and t.profile_utilization == 0.1
+
+
+def test_an_idle_node_is_judged_by_its_profile_scaled_like_the_serving_nodes() -> None:
+    """Serving nodes run at half their profiled speed (contention, serving path): an idle node with
+    the same profile must not look twice as fast as they are, or segments would chase that."""
+    prof = CapacityProfiler(REF)
+    profile = {1: 0.010, 2: 0.010}  # both profiled at speed 1
+    live = {1: 0.020, 2: 0.020}  # mec1 serves at speed 0.5
+    for seq in range(1, 8):
+        prof.add_node_report(
+            NodeTelemetry("mec1", seq, 0.0, block_decode_s=live, profile_decode_s=profile), 0.0
+        )
+        prof.add_node_report(NodeTelemetry("mec2", seq, 0.0, profile_decode_s=profile), 0.0)
+    nodes = prof.snapshot(0.0).nodes
+    assert nodes["mec1"].speed == pytest.approx(0.5, rel=0.05)
+    assert nodes["mec2"].speed == pytest.approx(nodes["mec1"].speed, rel=0.05)
+
+
+def test_demand_is_smoothed_over_cycles_without_tokens() -> None:
+    from edgesplit.orchestrator.profiler import WorkloadObservation
+
+    prof = CapacityProfiler(REF)
+    prof.set_workload(WorkloadObservation(20.0, 3, 40.0))
+    prof.set_workload(WorkloadObservation(0.0, 3, 0.0))  # a 0.2 s cycle in which no token arrived
+    env = prof.snapshot(0.0)
+    assert 5.0 < env.tokens_per_s < 20.0 and env.live_sessions == 3

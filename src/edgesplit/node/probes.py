@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 SHAPED_S = 1e-3
 """A probe that waited this long to get onto the link crossed a shaped (emulated) link."""
+COLLAPSE_FACTOR = 4.0
+"""A medium probe taking this many times the target means the link collapsed: skip the full one."""
 
 
 @dataclass(frozen=True)
@@ -115,23 +117,26 @@ class LinkProber:
             log.debug("probe of %s failed: %s", peer, exc)
 
     async def _bandwidth(self, peer: str, state: _PeerState, small: tuple[float, float]) -> tuple[float, int]:
-        """A medium probe first; only if it was too quick to measure, the full-size one."""
+        """A medium probe (1/8 size), then the full one — unless the medium one alone took several
+        times the target (the link collapsed: the full one would hold the link far too long). The
+        estimate is the last probe's: the full one's long time is the least disturbed by scheduling.
+        """
         s = self.settings
         sent = 0
+        best = 0.0
         for size in (max(s.min_probe_bytes, state.size // 8), state.size):
             took = await self._probe(peer, state.address, size)
             sent += size
             extra_s = took[0] - small[0] if took[0] >= SHAPED_S else took[1] - small[1]
-            if extra_s >= s.target_s / 2 or size >= state.size:
-                if extra_s <= 0:
-                    state.size = min(s.max_probe_bytes, state.size * 8)
-                    return 0.0, sent
-                bandwidth = (size - s.small_bytes) * 8 / extra_s
-                state.bandwidth_bps = bandwidth
-                wanted = int(bandwidth * s.target_s / 8)
-                state.size = max(s.min_probe_bytes, min(s.max_probe_bytes, wanted))
-                return bandwidth, sent
-        return 0.0, sent  # pragma: no cover - the loop always returns
+            best = (size - s.small_bytes) * 8 / extra_s if extra_s > 0 else 0.0
+            if extra_s >= COLLAPSE_FACTOR * s.target_s or size >= state.size:
+                break
+        if best <= 0:
+            state.size = min(s.max_probe_bytes, state.size * 8)
+            return 0.0, sent
+        state.bandwidth_bps = best
+        state.size = max(s.min_probe_bytes, min(s.max_probe_bytes, int(best * s.target_s / 8)))
+        return best, sent
 
     async def _probe(self, peer: str, address: str, nbytes: int) -> tuple[float, float]:
         """One probe of ``nbytes``: the link, then the real call; returns (onto-the-link s, round trip s)."""

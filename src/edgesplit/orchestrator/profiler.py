@@ -191,6 +191,9 @@ class _NodeTrack:
     utilization: RobustEwma
     latest: NodeTelemetry
     last_report_s: float
+    profile_speed: float | None = None
+    serving: bool = False
+    """The last report carried live block timings (the node hosts segments)."""
 
 
 @dataclass
@@ -216,6 +219,8 @@ class CapacityProfiler:
         self._latency = self._ewma()
         self._latency_epoch = 0
         self._workload = WorkloadObservation(0.0, 0, 0.0)
+        self._workload_seen = False
+        self._calibration = 1.0
 
     def _ewma(self) -> RobustEwma:
         return RobustEwma(self.settings.alpha, self.settings.window, self.settings.jump)
@@ -236,9 +241,11 @@ class CapacityProfiler:
         track.background.add(background)
         track.utilization.add(min(1.0, max(0.0, report.utilization)))
         speed = self._speed_sample(report.block_decode_s, background)
-        if speed is None and track.speed.value is None:
-            # Never served yet: the join-time profile, with the load it was timed under divided out.
-            speed = self._speed_sample(report.profile_decode_s, min(_UTIL_CAP, report.profile_utilization))
+        if report.profile_decode_s:
+            # The join-time profile, with the load it was timed under divided out.
+            util = min(_UTIL_CAP, report.profile_utilization)
+            track.profile_speed = self._speed_sample(report.profile_decode_s, util)
+        track.serving = speed is not None
         if speed is not None:
             track.speed.add(speed)
         track.latest = report
@@ -283,7 +290,16 @@ class CapacityProfiler:
         self._latency.add(obs.latency_s)
 
     def set_workload(self, obs: WorkloadObservation) -> None:
-        self._workload = obs
+        """Demand, smoothed: one monitoring cycle often sees no token at all, which is not zero demand."""
+        old, a = self._workload, self.settings.alpha
+        if not self._workload_seen:
+            self._workload, self._workload_seen = obs, True
+            return
+        self._workload = WorkloadObservation(
+            old.tokens_per_s + a * (obs.tokens_per_s - old.tokens_per_s),
+            obs.live_sessions,
+            old.mean_context_tokens + a * (obs.mean_context_tokens - old.mean_context_tokens),
+        )
 
     def on_epoch_committed(self, epoch: int) -> None:
         """A new plan serves from now on: the latency EWMA restarts so the old chain's figures age out."""
@@ -295,7 +311,8 @@ class CapacityProfiler:
 
     def snapshot(self, now_s: float) -> EnvironmentState:
         """E(t) from what has been folded in so far; cheap enough to call every monitoring cycle."""
-        nodes = {node_id: self._node_profile(track) for node_id, track in self._nodes.items()}
+        calibration = self._profile_calibration()
+        nodes = {node_id: self._node_profile(track, calibration) for node_id, track in self._nodes.items()}
         links = {
             key: LinkProfile(key[0], key[1], t.rtt.value, t.bandwidth.value, t.last_observed_s)
             for key, t in self._links.items()
@@ -305,12 +322,33 @@ class CapacityProfiler:
             now_s, nodes, links, self._latency.value, w.tokens_per_s, w.live_sessions, w.mean_context_tokens
         )
 
+    def _profile_calibration(self) -> float:
+        """How fast serving nodes really are relative to their join profiles (median live/profile).
+
+        Profiles are timed once, idle; live timings carry batching, contention and the serving path.
+        Judging an idle node by its raw profile against a serving node's live figure would always
+        favour the idle one and make segments chase measurement noise; scaled by this factor, both
+        are compared alike. Kept from the last time any node served.
+        """
+        ratios = sorted(
+            t.speed.value / t.profile_speed
+            for t in self._nodes.values()
+            if t.serving and t.speed.value and t.profile_speed
+        )
+        if ratios:
+            half = len(ratios) // 2
+            self._calibration = ratios[half] if len(ratios) % 2 else (ratios[half - 1] + ratios[half]) / 2
+        return self._calibration
+
     @staticmethod
-    def _node_profile(track: _NodeTrack) -> NodeProfile:
+    def _node_profile(track: _NodeTrack, calibration: float = 1.0) -> NodeProfile:
         r = track.latest
+        speed = track.speed.value
+        if track.profile_speed and not (track.serving and speed):
+            speed = track.profile_speed * calibration  # idle now: its profile, calibrated alike
         return NodeProfile(
             node_id=r.node_id,
-            speed=track.speed.value,
+            speed=speed,
             background_util=track.background.value or 0.0,
             utilization=track.utilization.value or 0.0,
             mem_available_bytes=r.mem_available_bytes,
