@@ -4,6 +4,9 @@ and once (slow) against a real loopback cluster."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
 import sys
 import threading
@@ -141,22 +144,37 @@ def test_epoch_change_during_the_run_is_recorded(gateway: ThreadedGateway, codec
         ],
     }
 
-    async def run() -> list[RequestRecord]:
-        load = asyncio.create_task(run_open_loop(gateway.url, MODEL, planned(10, 0.1, 4), timeout_s=20))
-        await asyncio.sleep(0.45)
+    async def run() -> tuple[list[RequestRecord], float]:
+        t0 = time.monotonic()
+        first_done = asyncio.Event()
+        load = asyncio.create_task(
+            run_open_loop(
+                gateway.url,
+                MODEL,
+                planned(20, 0.25, 4),
+                timeout_s=20,
+                start_monotonic=t0,
+                on_done=lambda r: first_done.set() if r.index == 0 else None,
+            )
+        )
+        await asyncio.wait_for(first_done.wait(), 20)
         async with httpx.AsyncClient() as client:
             resp = await client.put(f"{gateway.url}/v1/plan", json=plan)
             assert resp.status_code == 200, resp.text
-        return await load
+        committed_s = time.monotonic() - t0
+        return await load, committed_s
 
-    records = asyncio.run(run())
+    records, committed_s = asyncio.run(run())
     assert {r.status for r in records} == {"ok"}
     assert records[0].epochs == (1,)
-    assert records[-1].epochs == (2,)
-    assert records[-1].nodes_by_block is not None and records[-1].nodes_by_block[2] == ("cloud",)
-    moved = [r for r in records if r.epochs == (1, 2)]
-    for r in moved:
-        assert r.nodes_by_block is not None and r.nodes_by_block[2] == ("cloud", "mec1")
+    after = [r for r in records if r.send_s > committed_s]
+    assert after, f"the plan was committed only at {committed_s:.2f} s, after every request left"
+    for r in after:
+        assert r.epochs == (2,)
+        assert r.nodes_by_block is not None and r.nodes_by_block[2] == ("cloud",)
+    for r in records:
+        if r.epochs == (1, 2):  # moved mid-request: both chains are reported
+            assert r.nodes_by_block is not None and r.nodes_by_block[2] == ("cloud", "mec1")
 
 
 def test_failures_become_records_not_exceptions(model_dir: Path, codec: TextCodec) -> None:
@@ -187,3 +205,33 @@ def test_nobody_listening_is_an_error_record() -> None:
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening: refused
         (record,) = asyncio.run(run_open_loop(url, MODEL, planned(1, 0.0), timeout_s=5))
     assert record.status == "error" and record.error is not None and "Connect" in record.error
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_against_a_real_loopback_cluster_records_where_requests_ran(tmp_path: Path) -> None:
+    from edgesplit.cluster.launcher import LocalCluster
+    from edgesplit.cluster.loader import load_cluster
+    from edgesplit.model.builtin import resolve_model
+
+    cluster = load_cluster(Path(__file__).parents[2] / "examples" / "mec-3node.yaml")
+    local = LocalCluster(cluster, resolve_model(cluster.model), orchestrator_args=["--interval", "1"])
+    pids: list[int] = []
+    try:
+        local.start(300)  # generous: on the shared 2-core machine a cold start can take minutes
+        pids = [c.proc.pid for c in local.children]
+        plan = httpx.get(f"{local.gateway_url}/v1/plan", timeout=10).json()
+        schedule = [*planned(6, 0.3, 4), PlannedRequest(6, 1.8, "a the and is on", 4, "none")]
+        records = asyncio.run(run_open_loop(local.gateway_url, cluster.model, schedule, timeout_s=60))
+    finally:
+        local.stop()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert [r.status for r in records] == ["ok"] * 7, [r.error for r in records]
+    expected = {b: (s["node"],) for s in plan["segments"] for b in range(s["start"], s["end"])}
+    for r in records:
+        assert r.epochs == (plan["epoch"],)
+        assert r.nodes_by_block == expected
+        assert 1 <= r.tokens <= 4 and r.first_token_s is not None
+    assert records[-1].privacy == "none"
