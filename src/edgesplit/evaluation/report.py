@@ -226,17 +226,33 @@ def plot_timeline(path: Path, timelines: dict[str, Timeline], budget_ms: float) 
     series = {m: timeline_series(timelines[m].records) for m in modes}
     plt = _pyplot()
     fig, axes = plt.subplots(
-        len(modes) or 1, 1, figsize=(9, 2.2 * max(1, len(modes))), sharex=True, squeeze=False
+        len(modes) or 1,
+        1,
+        figsize=(9, 2.2 * max(1, len(modes)) + 0.6),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
-    for ax, mode in zip(axes[:, 0], modes, strict=False):
+    top = max([budget_ms, *(ms for d in series.values() for ms in d.latency_ms)])
+    for row, (ax, mode) in enumerate(zip(axes[:, 0], modes, strict=False)):
         data = series[mode]
         ax.plot(data.send_s, data.latency_ms, ".", markersize=3, label="completed")
         if data.failed_at_s:
-            top = max(data.latency_ms, default=budget_ms)
             ax.plot(data.failed_at_s, [top] * len(data.failed_at_s), "x", color="red", label="failed")
         ax.axhline(budget_ms, color="black", linestyle="--", linewidth=1)
-        for t_s, _label in timelines[mode].events:
+        for t_s, label in timelines[mode].events:
             ax.axvline(t_s, color="tab:red", alpha=0.6, linewidth=1)
+            if row == 0:  # the same events hit every mode: name them once, above the first panel
+                ax.annotate(
+                    label,
+                    (t_s, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    fontsize=7,
+                    rotation=20,
+                    xytext=(2, 3),
+                    textcoords="offset points",
+                    color="tab:red",
+                )
         for t_s, _label in timelines[mode].reconfigurations:
             ax.axvline(t_s, color="tab:green", alpha=0.6, linestyle=":", linewidth=1.5)
         ax.set_ylabel(f"{mode}\nlatency (ms)")
