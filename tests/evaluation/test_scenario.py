@@ -125,3 +125,17 @@ def test_load_scenario_reads_a_file(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(SCENARIO)
     assert load_scenario(path).workload.duration_s == 30
+
+
+SHIPPED = sorted((Path(__file__).parents[2] / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_scenarios_load_and_their_cluster_part_is_the_file_minus_scenario_keys(path: Path) -> None:
+    import yaml
+
+    scenario = load_scenario(path)
+    data = yaml.safe_load(path.read_text())
+    for key in ("name", "workload", "sla", "events"):
+        data.pop(key, None)
+    assert scenario.cluster() == ClusterConfig.model_validate(data)
