@@ -42,11 +42,11 @@ def loopback_route(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -
     ]
     try:
         hops = tuple(
-            Hop(n.node_id, n.wait_ready(120), s, e) for n, (s, e) in zip(nodes, SEGMENTS, strict=True)
+            Hop(n.node_id, n.wait_ready(300), s, e) for n, (s, e) in zip(nodes, SEGMENTS, strict=True)
         )
         yield Route(0, hops)
     finally:
-        codes = stop_all(nodes)
+        codes = stop_all(nodes, timeout_s=60)  # interpreter exit is slow on a loaded machine
         assert codes == [0, 0, 0], f"nodes did not shut down cleanly: {codes}"
 
 
@@ -103,3 +103,27 @@ async def test_memory_flat_over_many_sequential_sessions(loopback_route: Route) 
     assert [s.active_sessions for s in after] == [0, 0, 0]
     growth = [a.rss_bytes - b for a, b in zip(after, before, strict=True)]
     assert max(growth) < 16 * 2**20, f"RSS grew by {growth} bytes over 120 sessions"
+
+
+async def test_concurrent_sessions_travel_as_one_call_and_one_batch(
+    tiny_llama: Path, loopback_route: Route
+) -> None:
+    """8 sessions in lockstep: one StepMany per round from the client, one forward pass per node and round."""
+    rounds = 6
+    prompts = [[(11 * i + 3 * j) % 500 for j in range(5)] for i in range(8)]  # one length: one prefill pass
+    admins = [NodeAdmin(h.address) for h in loopback_route.hops]
+    client = GrpcSegmentClient()
+    try:
+        before = [s.segments[0].steps for s in await asyncio.gather(*(a.telemetry() for a in admins))]
+        got = await asyncio.gather(
+            *(_greedy(client, loopback_route, f"b{i}", p, rounds) for i, p in enumerate(prompts))
+        )
+        after = [s.segments[0].steps for s in await asyncio.gather(*(a.telemetry() for a in admins))]
+        calls = client.calls_sent
+    finally:
+        await client.close()
+        for a in admins:
+            await a.close()
+    assert got == [_reference(tiny_llama, p, rounds) for p in prompts]
+    assert calls == rounds  # not 8 x rounds
+    assert [b - a for a, b in zip(before, after, strict=True)] == [rounds] * 3
