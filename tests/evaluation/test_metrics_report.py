@@ -225,6 +225,7 @@ def test_write_outputs_writes_the_report_files(tmp_path: Path) -> None:
     assert "| Reconfigurations | 0 | 1 |" in report
     assert "- t = 3.0 s — event: link device-mec1 10 Mbit/s" in report
     assert "- t = 3.4 s — new plan: epoch 2" in report
+    assert "**static**: client send lag p99 0 ms, max 0 ms" in report
 
 
 def test_claims_are_checked_against_the_issue_thresholds() -> None:
@@ -253,3 +254,13 @@ def test_claims_are_checked_against_the_issue_thresholds() -> None:
     assert [c.claim for c in check_claims({"static": static})] == ["static privacy violations"]
     text = report_markdown("mec", {"static": good, "adaptive": static})
     assert "| adaptive SLA hit-rate | 0.400 | ≥ 0.95 | **no** |" in text
+
+
+def test_report_states_how_late_the_harness_itself_sent() -> None:
+    import dataclasses
+
+    records = [dataclasses.replace(record(i, float(i), 100), sent_late_s=i / 1000) for i in range(101)]
+    results = {"adaptive": summarize_mixed(records)}
+    text = report_markdown("mec", results, {"adaptive": Timeline(records, [], [])})
+    assert "**adaptive**: client send lag p99 99 ms, max 100 ms" in text
+    assert "no events, no plan changes" in text

@@ -193,11 +193,21 @@ def _run_section(timelines: dict[str, Timeline], scenario: Scenario | None) -> l
         timeline = timelines[mode]
         marks = [(t, f"event: {label}") for t, label in timeline.events]
         marks += [(t, f"new plan: {label}") for t, label in timeline.reconfigurations]
-        lines += ["", f"**{mode}**: " + ("nothing happened" if not marks else "")]
+        lag = _send_lag(timeline.records)
+        lines += ["", f"**{mode}**: {lag}" + ("; no events, no plan changes" if not marks else "")]
         lines += [f"- t = {t:.1f} s — {text}" for t, text in sorted(marks)[:MAX_MARKS]]
         if len(marks) > MAX_MARKS:
             lines.append(f"- … and {len(marks) - MAX_MARKS} more")
     return lines
+
+
+def _send_lag(records: Sequence[RequestRecord]) -> str:
+    """How late the harness itself sent requests (included in every latency above)."""
+    if not records:
+        return "no requests"
+    lags = sorted(r.sent_late_s * 1000.0 for r in records)
+    p99 = lags[min(len(lags) - 1, round(0.99 * (len(lags) - 1)))]
+    return f"client send lag p99 {p99:.0f} ms, max {lags[-1]:.0f} ms (counted inside the latencies)"
 
 
 def plot_latency_cdf(path: Path, timelines: dict[str, Timeline], budget_ms: float) -> dict[str, CdfSeries]:
