@@ -28,13 +28,13 @@ def test_a_collapse_seen_by_probes_is_believed_within_a_few_samples() -> None:
     for _ in range(6):
         prof.add_link_observation(LinkObservation("a", "b", 0.002, bandwidth_bps=400e6), 0.0)
     seen = []
-    for _ in range(4):
+    for _ in range(6):
         prof.add_link_observation(LinkObservation("b", "a", 0.150, bandwidth_bps=5e6), 1.0)
         link = prof.snapshot(1.0).link("a", "b")
         assert link is not None and link.bandwidth_bps is not None
         seen.append(link.bandwidth_bps)
-    assert seen[0] > 50e6  # one sample is not news
-    assert seen[-1] < 10e6  # a majority of the median window is
+    assert min(seen[:3]) > 300e6  # a few slow probes (a busy machine delays them) are not news
+    assert seen[-1] < 10e6  # most of the window agreeing is
 
 
 def test_reported_background_is_divided_out_even_when_the_node_is_saturated() -> None:

@@ -142,15 +142,22 @@ class RobustEwma:
     ``window // 2 + 1`` samples; when the median then sits more than a factor ``jump`` away from the
     EWMA, the EWMA jumps to it — a level shift a majority of samples agree on is news, not noise
     (a link falling from 400 to 5 Mbit/s must not take a dozen cycles to be believed).
+
+    ``quantile`` above 0.5 takes a higher order statistic instead of the median, for figures whose
+    noise only goes one way: scheduling delays only ever make a bandwidth probe look slower.
     """
 
-    __slots__ = ("_samples", "alpha", "jump", "value")
+    __slots__ = ("_samples", "alpha", "jump", "quantile", "value")
 
-    def __init__(self, alpha: float, window: int, jump: float = 2.0) -> None:
-        if not 0.0 < alpha <= 1.0 or window < 1 or jump <= 1.0:
-            raise ValueError(f"need 0 < alpha <= 1, window >= 1, jump > 1; got {alpha}, {window}, {jump}")
+    def __init__(self, alpha: float, window: int, jump: float = 2.0, quantile: float = 0.5) -> None:
+        if not 0.0 < alpha <= 1.0 or window < 1 or jump <= 1.0 or not 0.0 <= quantile <= 1.0:
+            raise ValueError(
+                f"need 0 < alpha <= 1, window >= 1, jump > 1, 0 <= quantile <= 1; "
+                f"got {alpha}, {window}, {jump}, {quantile}"
+            )
         self.alpha = alpha
         self.jump = jump
+        self.quantile = quantile
         self._samples: deque[float] = deque(maxlen=window)
         self.value: float | None = None
 
@@ -159,7 +166,10 @@ class RobustEwma:
         # Inline median (statistics.median is ~4x slower, and this runs ~1000 times per cycle).
         ordered = sorted(self._samples)
         half = len(ordered) // 2
-        median = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
+        if self.quantile != 0.5:
+            median = ordered[round(self.quantile * (len(ordered) - 1))]
+        else:
+            median = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
         prev = self.value
         if prev is None or (prev > 0 and not prev / self.jump <= median <= prev * self.jump):
             self.value = median
@@ -181,6 +191,10 @@ class ProfilerSettings:
     jump: float = 2.0
     """A robust median this many times above or below the EWMA replaces it (a level shift)."""
     min_bandwidth_sample_bytes: int = 65536
+    bandwidth_window: int = 6
+    bandwidth_quantile: float = 0.8
+    """Bandwidth samples only err low (a delayed probe), so a high order statistic of the window is
+    used: a collapse is believed once most of the window agrees, a few delayed probes change nothing."""
     """Transfers smaller than this are latency-bound: they update nothing but the RTT."""
 
 
@@ -269,7 +283,9 @@ class CapacityProfiler:
         key = link_key(obs.a, obs.b)
         track = self._links.get(key)
         if track is None:
-            track = _LinkTrack(self._ewma(), self._ewma(), now_s)
+            s = self.settings
+            bandwidth = RobustEwma(s.alpha, s.bandwidth_window, s.jump, s.bandwidth_quantile)
+            track = _LinkTrack(self._ewma(), bandwidth, now_s)
             self._links[key] = track
         if obs.rtt_s is not None and obs.rtt_s >= 0:
             track.rtt.add(obs.rtt_s)
