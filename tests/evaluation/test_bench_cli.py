@@ -140,4 +140,6 @@ def test_a_run_writes_results_report_and_plots(
     assert doc.scenario == "cli-test"
     assert doc.modes["static"].sla_hit_rate == 0.0 and doc.modes["adaptive"].sla_hit_rate == 1.0
     assert "SLA hit-rate" in result.output and "event: link device-mec1" in result.output
+    assert "adaptive SLA hit-rate: 1.000 (target ≥ 0.95) — holds" in result.output
+    assert "adaptive p95 vs static p95: 150 / 900 ms = 0.17× (target ≤ 0.6×) — holds" in result.output
     assert str(out / "results.json") in result.output.replace("\n", "")

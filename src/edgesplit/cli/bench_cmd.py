@@ -79,6 +79,7 @@ def run(scenario: Any, modes: list[str], out: Path) -> None:
         results, timelines = runner.run_scenario(scenario, modes, out, progress=on_progress, narrate=narrate)
     paths = write_outputs(out, scenario.name, results, timelines, scenario)
     print_table(console, results)
+    print_claims(console, results)
     for path in paths.values():
         console.print(f"wrote {path}")
 
@@ -96,3 +97,12 @@ def print_table(console: Any, results: dict[str, Any]) -> None:
     for row in rows[1:]:
         table.add_row(*row)
     console.print(table)
+
+
+def print_claims(console: Any, results: dict[str, Any]) -> None:
+    """The issue's claims checked on this run, one line each."""
+    from edgesplit.evaluation.claims import check_claims
+
+    for check in check_claims(results):
+        mark = "[green]holds[/]" if check.holds else "[bold red]does not hold[/]"
+        console.print(f"  {check.claim}: {check.measured} (target {check.target}) — {mark}")
