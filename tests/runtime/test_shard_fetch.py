@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 
 from edgesplit.errors import ModelLoadError, PlanRejectedError, ShardIntegrityError
 from edgesplit.model.builtin import resolve_model
-from edgesplit.model.shards import write_shards
 from edgesplit.node.agent import NodeAgent
 from edgesplit.node.config import NodeConfig
 from edgesplit.node.loading import CachedShardSource
@@ -99,15 +98,21 @@ def test_registry_lists_every_block_with_hash_and_streams_exact_bytes(shard_dir:
 def test_prepare_store_reuses_a_matching_store_and_rewrites_a_stale_one(
     tmp_path: Path, shard_dir: Path
 ) -> None:
-    model = resolve_model("builtin:llama-tiny")
-    mtime = (shard_dir / "manifest.json").stat().st_mtime_ns
-    prepare_store(model, shard_dir)
-    assert (shard_dir / "manifest.json").stat().st_mtime_ns == mtime  # reused, not re-sharded
-    stale = tmp_path / "stale"
-    write_shards(model, stale)
-    (stale / "config.json").write_text("{}")
-    prepare_store(model, stale)
-    assert (stale / "config.json").read_bytes() == (model / "config.json").read_bytes()
+    import os
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(resolve_model("builtin:llama-tiny"), model)
+    store = tmp_path / "store"
+    prepare_store(model, store)
+    first = (store / "manifest.json").stat().st_mtime_ns
+    prepare_store(model, store)
+    assert (store / "manifest.json").stat().st_mtime_ns == first  # reused, not re-sharded
+    weights = next(model.glob("*.safetensors"))
+    os.utime(weights, ns=(first + 10**9, first + 10**9))  # the checkpoint changed since
+    prepare_store(model, store)
+    assert (store / "manifest.json").stat().st_mtime_ns != first
+    assert not (tmp_path / "store.partial").exists()
 
 
 def test_cache_fetches_verifies_and_then_loads_from_disk(tmp_path: Path, shard_dir: Path) -> None:

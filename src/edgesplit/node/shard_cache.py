@@ -69,10 +69,11 @@ class ShardCache:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self._link_bps = link_bps
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one ensure at a time (held for whole downloads)
         self.fetch_bps: float | None = None
         """EWMA of measured download rates, bit/s (None before the first fetch)."""
-        self.held: set[int] = set()
+        self.held: frozenset[int] = frozenset()
+        """Replaced, never mutated: ``holdings`` reads it on the event loop without waiting for a download."""
         self._scan()
 
     def _manifest(self) -> dict[str, Any] | None:
@@ -91,11 +92,10 @@ class ShardCache:
         for index, entry in self._entries().items():
             path = self.root / str(entry["file"])
             if path.is_file() and _sha256(path) == entry["sha256"]:
-                self.held.add(index)
+                self.held = self.held | {index}
 
     def holdings(self) -> frozenset[int]:
-        with self._lock:
-            return frozenset(self.held)
+        return self.held
 
     def ensure(self, blocks: Iterable[int], offer: ShardOffer | None) -> FetchReport:
         """Make every block in ``blocks`` present and verified; fetch what is missing from the registry.
@@ -124,7 +124,7 @@ class ShardCache:
                         f"block {index} is not in the shard cache {self.root} and no registry offers it"
                     )
                 nbytes += self._download(offer, index, str(entry["file"]), expected)
-                self.held.add(index)
+                self.held = self.held | {index}
                 fetched.append(index)
             elapsed = time.perf_counter() - started
             if fetched and elapsed > 0:
@@ -158,9 +158,9 @@ class ShardCache:
                     f"says {offer.sha256.get(index)}; refusing the shard store"
                 )
         # A block file stays held only if the new manifest still names the hash it was verified with.
-        self.held = {
+        self.held = frozenset(
             i for i in self.held if i in entries and entries[i]["sha256"] == before.get(i, {}).get("sha256")
-        }
+        )
 
     def _download(self, offer: ShardOffer, index: int, file: str, expected: str) -> int:
         """Stream one block file to a temporary name, hashing as it comes; keep it only if it matches."""

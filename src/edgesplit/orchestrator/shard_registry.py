@@ -9,9 +9,11 @@ except when it must shard a checkpoint itself (``prepare_store``, lazily importe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from edgesplit.gateway.error_map import ApiError
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+SOURCE_MARKER = "source.json"
 CHUNK_BYTES = 1 << 20
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -150,20 +153,31 @@ async def _iterate(storage: ShardStorage, name: str) -> Any:
 
 
 def prepare_store(model_path: Path, shard_dir: Path) -> DirShardStorage:
-    """The model's shard folder in the orchestrator's state: reused when it matches the checkpoint's
-    config, else (re)written from the checkpoint (one file per block, SHA-256 in the manifest)."""
-    manifest = shard_dir / MANIFEST
-    if manifest.is_file() and (shard_dir / "config.json").is_file():
-        same = (shard_dir / "config.json").read_bytes() == (model_path / "config.json").read_bytes()
-        if same:
-            return DirShardStorage(shard_dir)
+    """The model's shard folder in the orchestrator's state: reused while the checkpoint's files are
+    unchanged (names, sizes, mtimes recorded beside it), else (re)written from the checkpoint."""
+    marker = shard_dir / SOURCE_MARKER
+    source = _fingerprint(model_path)
+    if (shard_dir / MANIFEST).is_file() and marker.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(marker.read_text()) == source:
+                return DirShardStorage(shard_dir)
     from edgesplit.model.shards import write_shards
 
     tmp = shard_dir.with_name(shard_dir.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
     write_shards(model_path, tmp)
+    (tmp / SOURCE_MARKER).write_text(json.dumps(source))
     if shard_dir.exists():
-        import shutil
-
         shutil.rmtree(shard_dir)
     tmp.rename(shard_dir)
     return DirShardStorage(shard_dir)
+
+
+def _fingerprint(model_path: Path) -> dict[str, Any]:
+    """What the shards were cut from: the checkpoint folder and each file's name, size and mtime."""
+    files = sorted(p for p in model_path.iterdir() if p.is_file())
+    return {
+        "checkpoint": str(model_path.resolve()),
+        "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+    }
