@@ -69,3 +69,47 @@ async def test_a_node_without_peers_probes_nothing() -> None:
             assert (await admin.telemetry()).link_probes == ()
         finally:
             await admin.close()
+
+
+class _Shaper:
+    async def transmit(self, nbytes: int) -> float:
+        return 0.0
+
+
+class _Stub:
+    def __init__(self, calls: list[str], peer: str) -> None:
+        self.calls, self.peer = calls, peer
+
+    async def probe(self, from_node_id: str, payload: bytes, timeout_s: float) -> int:
+        self.calls.append(self.peer)
+        return len(payload)
+
+
+class _Pool:
+    """Unshaped links; records which peer each probe went to."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def link(self, peer: str) -> _Shaper:
+        return _Shaper()
+
+    def node(self, address: str) -> _Stub:
+        return _Stub(self.calls, address)
+
+
+async def test_a_big_cluster_is_probed_in_turns() -> None:
+    from edgesplit.node.probes import LinkProber, ProbeSettings
+
+    pool = _Pool()
+    settings = ProbeSettings(period_s=0.05, max_rounds_per_period=3)
+    prober = LinkProber("me", pool, settings)  # type: ignore[arg-type]
+    prober.set_peers({f"p{i}": f"p{i}" for i in range(12)} | {"me": "self"})
+    task = asyncio.create_task(prober.run())
+    await asyncio.sleep(0.4)  # about 8 periods
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    rounds = {r.seq for r in prober.results()}
+    assert len(rounds) <= 3 * 9  # never more than 3 rounds started per period
+    assert {r.peer for r in prober.results()} == {f"p{i}" for i in range(12)}  # every peer had a turn
+    assert "self" not in pool.calls

@@ -48,6 +48,8 @@ class ProbeSettings:
     timeout_s: float = 5.0
     history: int = 64
     """Results kept for telemetry (the orchestrator reads those newer than the last it saw)."""
+    max_rounds_per_period: int = 8
+    """A big cluster is probed in turns: at most this many peers start a round each period."""
 
 
 @dataclass
@@ -85,12 +87,20 @@ class LinkProber:
         return tuple(self._results)
 
     async def run(self) -> None:
-        """Until cancelled: start a round for each peer whose last round has finished."""
+        """Until cancelled: each period, start rounds for peers whose last round finished, in turns."""
+        turn = 0
         try:
             while True:
-                for peer, state in list(self._peers.items()):
+                peers = list(self._peers.items())
+                started = 0
+                for i in range(len(peers)):
+                    peer, state = peers[(turn + i) % len(peers)]
+                    if started >= self.settings.max_rounds_per_period:
+                        break
                     if state.task is None or state.task.done():
                         state.task = asyncio.get_running_loop().create_task(self._round(peer, state))
+                        started += 1
+                turn += started
                 await asyncio.sleep(self.settings.period_s)
         finally:
             tasks = [s.task for s in self._peers.values() if s.task is not None]
