@@ -41,6 +41,8 @@ def build_config(
     orchestrator_public_key: str | None = None,
     allow_unsigned_plans: bool = False,
     tls_dir: Path | None = None,
+    shard_cache: Path | None = None,
+    standby_blocks: int | None = None,
 ) -> Any:
     """A NodeConfig from the YAML file (if any) with flags overriding its keys."""
     import yaml
@@ -69,6 +71,8 @@ def build_config(
         "torch_threads": threads,
         "orchestrator_public_key": orchestrator_public_key,
         "allow_unsigned_plans": allow_unsigned_plans or None,
+        "shard_cache": shard_cache,
+        "standby_blocks": standby_blocks,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     if tls_dir is not None:
@@ -142,6 +146,12 @@ def register(app: typer.Typer) -> None:
         tls_dir: Path | None = typer.Option(
             None, "--tls-dir", help="mTLS: folder with ca.crt, ID.crt, ID.key (`edgesplit certs`)."
         ),
+        shard_cache: Path | None = typer.Option(
+            None, "--shard-cache", help="Shard cache folder, filled from the orchestrator's shard registry."
+        ),
+        standby_blocks: int | None = typer.Option(
+            None, "--standby-blocks", min=0, help="Also cache this many blocks beside each segment."
+        ),
     ) -> None:
         """Run one node agent: host model segments and serve steps over gRPC."""
         run(
@@ -159,5 +169,7 @@ def register(app: typer.Typer) -> None:
                 orchestrator_public_key,
                 allow_unsigned_plans,
                 tls_dir,
+                shard_cache,
+                standby_blocks,
             )
         )
