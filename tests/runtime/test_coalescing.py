@@ -109,3 +109,31 @@ async def test_worker_hands_one_turns_submissions_over_as_one_batch() -> None:
         assert (await step).error is None
     finally:
         worker.close()
+
+
+@pytest.mark.parametrize("defer_turns", [1, 3])
+async def test_outbox_waits_the_given_loop_turns_for_stragglers(defer_turns: int) -> None:
+    from edgesplit.transport.outbox import Outbox
+
+    sent: list[list[int]] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def send(items: list[int], timeout_s: float) -> None:
+        sent.append(items)
+
+    def spawn(coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    box: Outbox[int] = Outbox(send, spawn, defer_turns=defer_turns)
+    futures = []
+    for item in range(3):  # one submission per loop turn
+        futures.append(box.submit(item, 1.0))
+        await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.gather(*futures), 5)
+    assert [i for items in sent for i in items] == [0, 1, 2]
+    if defer_turns == 1:
+        assert len(sent) > 1, sent  # the third submission came too late
+    else:
+        assert sent == [[0, 1, 2]]

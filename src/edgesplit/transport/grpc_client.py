@@ -4,7 +4,7 @@ Nodes forward activations node to node; the last node (or any node that fails) d
 outcome to this client's tiny sink server, so each decode step crosses each hop once and one small
 message returns. Every wait has a deadline; a failure anywhere surfaces as the mapped error.
 
-Steps for the same first hop submitted in one event-loop turn (concurrent sessions resuming together
+Steps for the same first hop submitted within a few event-loop turns (concurrent sessions resuming
 after one batched result) leave as one ``StepMany`` call, so the first node sees them as one batch.
 """
 
@@ -33,6 +33,8 @@ from edgesplit.wire.servicers import add_sink_service
 from edgesplit.wire.stubs import CHANNEL_OPTIONS, EncodedStep, encode_step
 
 END_SESSION_TIMEOUT_S = 5.0
+COALESCE_TURNS = 3
+"""Loop turns a first-hop send waits for more steps (sessions resuming a turn or two apart)."""
 
 
 class GrpcSegmentClient:
@@ -121,7 +123,7 @@ class GrpcSegmentClient:
                     *(stub.send_steps(steps[a:b], timeout_s) for a, b in itertools.pairwise(bounds))
                 )
 
-            box = self._outboxes[address] = Outbox(send, self._spawn)
+            box = self._outboxes[address] = Outbox(send, self._spawn, defer_turns=COALESCE_TURNS)
         return box
 
     def _on_outcome(self, outcome: StepOutcome) -> None:
