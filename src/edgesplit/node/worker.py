@@ -150,18 +150,19 @@ class ComputeWorker:
         try:
             while True:
                 first = self._queue.get()
-                if first is _STOP:
+                if not isinstance(first, list):  # _STOP
                     return
-                items: list[object] = list(first)  # type: ignore[call-overload]
+                items: list[object] = list(first)
                 stop = False
                 while not stop and sum(isinstance(i, _StepItem) for i in items) < self._max_batch:
                     try:
                         unit = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    stop = unit is _STOP
-                    if not stop:
-                        items.extend(unit)  # type: ignore[call-overload]
+                    if isinstance(unit, list):
+                        items.extend(unit)
+                    else:
+                        stop = True
                 self._execute(items)
                 if stop:
                     return
