@@ -90,6 +90,9 @@ class ControllerSettings:
     """A node that failed a prepare is left out of plans this long (unless it is the only way)."""
     settle_s: float = 5.0
     """After a commit, wait this long before recording the measured latency against the prediction."""
+    confirm_s: float = 5.0
+    """A change asked for by the latency trigger alone (the noisiest figure: any busy moment moves it)
+    is made only if the same plan is chosen again at least this long later, from fresh measurements."""
     privacy_default: Literal["high", "none"] = "high"
     """Privacy mode of the problem when no privacy-high request is pending: "high" keeps critical blocks
     on trusted nodes always; "none" lets them move until a privacy-high request arrives."""
@@ -265,6 +268,8 @@ class AdaptiveController:
             event = DecisionEvent(now, plan.epoch, Action.KEEP, f"cool-down: {left:.1f} s left", triggers)
             return self._record(event) if decision.newly_fired else event
         recently = now - self._last_plan_s < self.settings.replan_interval_s
+        if self._confirming is not None and now - self._confirming[1] >= self.settings.confirm_s:
+            recently = False  # a choice awaits its confirmation: plan again now
         urgent_set = frozenset((f.kind, f.subject) for f in triggers if f.kind.urgent)
         # An urgent situation the last planning could not resolve is retried at the re-plan pace,
         # unless it changed (another node lost): the planner is not free, and the answer would repeat.
@@ -290,6 +295,31 @@ class AdaptiveController:
         judged = [guard.judge(c, keep, env, problem) for c in options]
         chosen = choose(judged)
         self._unresolved = urgent_set if chosen is None else frozenset()
+        noisy_only = not decision.urgent and {f.kind for f in triggers} <= {
+            TriggerKind.LATENCY,
+            TriggerKind.IMPROVEMENT,
+        }
+        if chosen is not None and noisy_only:
+            confirmed = (
+                self._confirming is not None
+                and self._confirming[0] == chosen.assignment
+                and now - self._confirming[1] <= 4 * self.settings.confirm_s + self.settings.replan_interval_s
+            )
+            if not confirmed:
+                self._confirming = (chosen.assignment, now)
+                event = DecisionEvent(
+                    now,
+                    plan.epoch,
+                    Action.KEEP,
+                    f"{chosen.kind.value} chosen; confirming it in {self.settings.confirm_s:.0f} s "
+                    "(a latency-only trigger must see the same answer twice)",
+                    triggers,
+                    (keep, *judged),
+                    predicted_latency_s=keep.predicted_latency_s,
+                    phases={"planning": planning_s},
+                )
+                return self._record(event)
+        self._confirming = None
         if chosen is None:
             reason = "; ".join(f"{c.kind.value}: {c.note}" for c in judged) or "no feasible plan found"
             return self._record(
@@ -351,6 +381,8 @@ class AdaptiveController:
         interval = self.settings.improvement_interval_s
         if interval is None:
             return False
+        if self._confirming is not None and now - self._confirming[1] >= self.settings.confirm_s:
+            return True  # an improvement found last time awaits its confirmation
         quiet_since = max(self._last_plan_s, self.last_change_s, self._first_tick_s)
         return (
             now - quiet_since >= interval and now - self.last_change_s >= self.settings.thresholds.cooldown_s
@@ -415,4 +447,5 @@ class AdaptiveController:
             self._measuring = None
 
     _last_committed_change_s: float = -math.inf
+    _confirming: tuple[tuple[str, ...], float] | None = None
     _env: EnvironmentState
