@@ -119,7 +119,10 @@ class LinkProber:
                 bandwidth, sent = await self._bandwidth(peer, state, small)
                 spacing = s.period_s
                 if state.bandwidth_bps:
-                    spacing = max(spacing, sent * 8 / (state.bandwidth_bps * s.max_link_fraction))
+                    # Paced for what the next round will send (a round after a collapse sent more
+                    # than the new size, once; that must not silence the link for many seconds).
+                    upcoming = state.size + max(s.min_probe_bytes, state.size // 8)
+                    spacing = max(spacing, upcoming * 8 / (state.bandwidth_bps * s.max_link_fraction))
                 state.next_bandwidth_s = now + spacing
             self._seq += 1
             self._results.append(LinkProbeResult(peer, small[1], bandwidth, self._seq, sent))
