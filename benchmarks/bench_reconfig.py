@@ -3,6 +3,7 @@ and KV transfer vs re-prefill.
 
 Run: python benchmarks/bench_reconfig.py rb --model builtin:llama-small --reconfigs 20 --sessions 4 --record
      python benchmarks/bench_reconfig.py kv --model builtin:llama-base --context 512 --repeats 5 --record
+     python benchmarks/bench_reconfig.py orch --reconfigs 4 --record
 
 ``rb``: two `edgesplit node` processes (``--threads 1``) fed by a shard registry served here (the
 orchestrator's router), signed plans alternating the cut point by ``--shift`` blocks. Each
@@ -17,6 +18,12 @@ prepare (epoch 1: fresh processes, every block fetched, first model load) is rep
 ``kv``: a ``--context``-token session on chain A moves to chain B (cut shifted by one block): KV
 transfer (export from both nodes, import into both, relayed by the gateway) + one decode step, vs
 re-prefill of the whole history on B. Interleaved, medians.
+
+``orch``: the whole system (`edgesplit up` of examples/mec-adaptive.yaml with ``shards.fetch``): the
+device link of the MEC node serving the middle blocks collapses to 5 Mbit/s (the other is restored),
+``--reconfigs`` times, under 2 streams of requests; per change: disturbance → committed plan as seen
+at the gateway (detection by probes + planning + prepare + commit), and the orchestrator's own
+planning / prepare / commit phases from its ``/v1/events`` decision.
 """
 
 from __future__ import annotations
@@ -316,7 +323,7 @@ async def run_kv(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("rb", "kv"))
+    parser.add_argument("part", choices=("rb", "kv", "orch"))
     parser.add_argument("--model", default="builtin:llama-small")
     parser.add_argument("--reconfigs", type=int, default=20)
     parser.add_argument("--sessions", type=int, default=4)
@@ -328,9 +335,15 @@ def main() -> None:
     parser.add_argument("--standby", type=int, default=1)
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cooldown-wait", type=float, default=6.0, help="orch: seconds after each change")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
-    figures = asyncio.run(run_rb(args) if args.part == "rb" else run_kv(args))
+    if args.part == "orch":
+        from reconfig_orch import run_orch
+
+        figures = run_orch(args)
+    else:
+        figures = asyncio.run(run_rb(args) if args.part == "rb" else run_kv(args))
     for name, value in figures.items():
         print(f"{name:40s} {value:.3f}" if isinstance(value, float) else f"{name:40s} {value}")
     if args.record:
