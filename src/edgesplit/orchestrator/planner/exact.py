@@ -19,12 +19,17 @@ from edgesplit.orchestrator.planner.dp import fits, shortest_path
 from edgesplit.orchestrator.planner.instance import Instance
 from edgesplit.orchestrator.planner.local import improve
 from edgesplit.orchestrator.planner.restricted import restricted_search
+from edgesplit.orchestrator.planner.runs import run_search
 
 HOPS_PER_SECOND = 2_000
 """Model size (hop variables) CP-SAT can be built and searched with per second of time limit; above it,
 building alone would eat the limit, so the incumbent is returned unproven."""
 SHORTLIST_NODES = 12
 """Nodes per unit in the unproven shortlist search (small models find good plans fast)."""
+RUN_SEARCH_SHARE = 0.7
+"""Share of the time limit the run search may use before CP-SAT gets the rest (with its incumbent)."""
+MAX_RUN_SEARCH_UNITS = 400
+"""The run search recurses once per run; deeper chains go to CP-SAT."""
 RELATIVE_RESOLUTION = 1e-10
 """Integer scaling keeps the total rounding of any plan's cost below this fraction of the optimum."""
 
@@ -113,7 +118,19 @@ def exact_search(
             upper_paths = (path,)
     states = inst.allowed.copy()
     hops: list[list[np.ndarray]] | None = None
-    if upper_paths is not None and inst.n_sources == 1 and dp_exact_applies(inst, opts):
+    if _runs_apply(inst, opts, moved):
+        budget = time.perf_counter() + RUN_SEARCH_SHARE * opts.time_limit_s
+        found = run_search(inst, None if upper_paths is None else upper_paths[0], budget)
+        if found.proven and found.path is None:
+            raise InfeasibleError(_infeasible_message(inst))
+        if found.path is not None:
+            upper_paths = (found.path,)
+            if found.proven:
+                note = f"run search over {found.nodes_explored} partial plans: proven"
+                return SearchResult(upper_paths, True, found.value + const, (note,))
+        lower = max(lower, found.lower + const)
+        notes.append("run search stopped at its time share; CP-SAT continues")
+    elif upper_paths is not None and inst.n_sources == 1 and dp_exact_applies(inst, opts):
         upper_paths = (improve(inst, upper_paths[0]),)
     upper, best = _upper(inst, opts, upper_paths)
     if opts.objective == "latency":
@@ -229,6 +246,16 @@ def exact_search(
     final = third.paths if third.paths is not None else second.paths
     note = "min-change: fewest moved bytes within epsilon" + ("" if second.proven else " (not proven)")
     return SearchResult(final, result.proven and second.proven, bound_real, (*notes, note))
+
+
+def _runs_apply(inst: Instance, opts: SearchOptions, moved: np.ndarray | None) -> bool:
+    """The run search is exact for one source, an additive objective and no extra restrictions."""
+    return (
+        moved is None
+        and inst.n_sources == 1
+        and dp_exact_applies(inst, opts)
+        and inst.n_units <= MAX_RUN_SEARCH_UNITS
+    )
 
 
 def _shortlist(

@@ -68,8 +68,24 @@ class Instance:
         return np.array([self.tables.hop_matrix(float(b)) for b in self.out_bytes[:-1]])
 
     def trans_cost(self, s: int, k: int) -> np.ndarray:
-        """(N, N) Φ cost of the hop after unit k for source s."""
+        """(N, N) Φ cost of the hop after unit k for source s (read-only)."""
+        cached = self._trans
+        if cached is not None:
+            return cached[s][k]
         return _weighted(self.problem.weights.alpha * self.weights[s], self.hop_ms(k))
+
+    @cached_property
+    def _trans(self) -> list[np.ndarray] | None:
+        """Every source's weighted hop matrices, when the plain ones are cached too."""
+        hops = self._hops
+        if hops is None or self.n_sources * hops.size > 4_000_000:
+            return None
+        out = []
+        for s in range(self.n_sources):
+            weighted = _weighted(self.problem.weights.alpha * self.weights[s], hops)
+            weighted.flags.writeable = False
+            out.append(weighted)
+        return out
 
     def trans_row(self, s: int, k: int, i: int) -> np.ndarray:
         """(N,) Φ cost of the hop after unit k from node i to each node (no N×N matrix)."""
