@@ -29,6 +29,7 @@ from edgesplit.errors import (
     TransportError,
 )
 from edgesplit.model.steps import SegmentStep
+from edgesplit.node.admission import check_step_fields
 from edgesplit.node.config import EmulationConfig, NodeConfig
 from edgesplit.node.control_gate import ControlGate, epoch_file_of
 from edgesplit.node.join_profile import JoinProfile, profile_blocks
@@ -141,6 +142,7 @@ class NodeService:
         try:
             hop, segment = self._locate(env)
             self._check_privacy(env, hop)
+            check_step_fields(env)
             if decode_error is not None:
                 if isinstance(decode_error, EdgesplitError):
                     raise decode_error
@@ -256,7 +258,8 @@ class NodeService:
                 timings=(*outcome.timings[:-1], replace(last, send_s=time.perf_counter() - send_start)),
             )
         self.telemetry_state.count_out(nbytes)
-        timeout_s = max(env.budget_s - (time.perf_counter() - received), SINK_TIMEOUT_S)
+        left_s = env.budget_s - (time.perf_counter() - received)
+        timeout_s = left_s if left_s > SINK_TIMEOUT_S else SINK_TIMEOUT_S  # a NaN budget gets the floor too
         try:
             await self._sink_outbox(env.reply_address).submit(outcome, timeout_s)
         except EdgesplitError as exc:
