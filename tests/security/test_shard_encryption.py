@@ -4,15 +4,24 @@ released only for blocks a plan assigns that node (never a privacy-critical one 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from fastapi import FastAPI
+from gateway_world import served
 
 from edgesplit.errors import PrivacyViolationError, ShardIntegrityError
+from edgesplit.node.agent import NodeAgent
+from edgesplit.node.config import NodeConfig
+from edgesplit.node.shard_cache import ShardOffer
+from edgesplit.orchestrator.shard_registry import DirShardStorage, ShardRegistry, shard_router
 from edgesplit.security.shard_crypto import (
     KeyRequest,
     ShardKeyRing,
@@ -27,6 +36,7 @@ from edgesplit.security.shard_crypto import (
     unwrap_key,
     wrap_key,
 )
+from edgesplit.wire.messages import PlanSegment, PlanSpec
 
 MODEL = "builtin:llama-tiny"  # 6 blocks
 PRIVACY = [0, 1, 5]
@@ -177,3 +187,65 @@ def test_the_key_ring_is_private_and_round_trips(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = ShardKeyRing.load(path)
     assert again.shard_ids == ring.shard_ids and all(again.key(b) == ring.key(b) for b in range(6))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextlib.asynccontextmanager
+async def _cache_node(node_id: str, trusted: bool, cache: Path) -> AsyncIterator[NodeAgent]:
+    config = NodeConfig(
+        node_id=node_id,
+        shard_cache=cache,
+        standby_blocks=1,
+        trusted=trusted,
+        privacy_blocks=PRIVACY,
+        torch_threads=1,
+    )
+    agent = NodeAgent(config)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(agent.run(stop, on_ready=lambda _a: ready.set()))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        yield agent
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def _held_eventually(agent: NodeAgent, block: int) -> frozenset[int]:
+    cache = agent.service._source.cache  # type: ignore[attr-defined]
+    async with asyncio.timeout(60):
+        while block not in cache.holdings():
+            await asyncio.sleep(0.05)
+    return frozenset(cache.holdings())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_an_untrusted_node_never_caches_a_privacy_critical_shard(
+    stores: tuple[Path, Path, ShardKeyRing], tmp_path: Path, trusted: bool
+) -> None:
+    """Blocks 2:4 with one standby block each side: a trusted node also keeps block 1 (critical) on
+    disk, an untrusted one never does, and refuses a plan that would make it fetch one."""
+    plain, _, _ = stores
+    registry = ShardRegistry(DirShardStorage(plain))
+    app = FastAPI()
+    app.include_router(shard_router(registry))
+    cache = tmp_path / "cache"
+    with served(app) as url:
+        async with _cache_node("n", trusted, cache) as agent:
+            agent.service.gate.offer = ShardOffer(url, registry.digests())
+            await agent.service.apply_prepare(PlanSpec(1, (PlanSegment("n", 2, 4),)))
+            held = await _held_eventually(agent, 4)  # the standby fetch goes block by block, in order
+            on_disk = {int(p.name[6:10]) for p in cache.glob("block_*.safetensors")}
+            if trusted:
+                assert held >= {1, 2, 3, 4} and {1, 2, 3, 4} <= on_disk
+                return
+            assert held == {2, 3, 4} and on_disk == {2, 3, 4}
+            with pytest.raises(PrivacyViolationError, match="not trusted"):
+                await agent.service.apply_prepare(PlanSpec(2, (PlanSegment("n", 4, 6),)))
+            on_disk = {int(p.name[6:10]) for p in cache.glob("block_*.safetensors")}
+            assert not on_disk & set(PRIVACY)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -327,6 +327,7 @@ class NodeService:
             fetch = getattr(self._source, "fetch", None)
             if fetch is not None:  # a shard cache: download and verify what this epoch lacks, first
                 missing = sorted(ranges - self._segments.keys())
+                self._check_may_fetch(b for s, e in missing for b in range(s, e))
                 report = await asyncio.to_thread(fetch, missing, self.gate.offer)
                 log.info("node %s epoch %d shards: %s", self.node_id, plan.epoch, report)
             loaded: dict[Range, HostedSegment] = {}
@@ -359,9 +360,19 @@ class NodeService:
         if cache is None or offer is None or not self.config.standby_blocks or self._spawn is None:
             return
         ranges = frozenset().union(*self._epochs.values())
-        self._run(
-            fetch_standby(cache, standby_blocks(ranges, self.config.standby_blocks, len(offer.sha256)), offer)
-        )
+        near = standby_blocks(ranges, self.config.standby_blocks, len(offer.sha256))
+        if not self.trusted:
+            near = near - self.privacy_blocks
+        self._run(fetch_standby(cache, near, offer))
+
+    def _check_may_fetch(self, blocks: Iterable[int]) -> None:
+        """An untrusted node never brings a privacy-critical block's shard onto its disk, encrypted or not."""
+        critical = sorted(set(blocks) & self.privacy_blocks) if not self.trusted else []
+        if critical:
+            raise PrivacyViolationError(
+                f"node {self.node_id} is not trusted and will not fetch the shards of privacy-critical "
+                f"block(s) {critical}; plan them on a trusted node"
+            )
 
     async def commit(self, epoch: int, signed: bytes = b"", signature: bytes = b"") -> EpochState:
         async with self._control:
