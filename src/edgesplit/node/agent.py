@@ -17,7 +17,7 @@ from edgesplit.errors import ConfigError
 from edgesplit.node.config import NodeConfig
 from edgesplit.node.loading import SegmentSource, source_for
 from edgesplit.node.service import NodeService
-from edgesplit.node.shard_cache import ShardCache, registry_link_bps
+from edgesplit.node.shard_cache import ShardCache, registry_link_bps, warm_model_imports
 from edgesplit.security.pki import Role
 from edgesplit.transport.tls import NODE_POLICY, TlsConfig, bind, new_server
 from edgesplit.wire.health import add_health
@@ -134,6 +134,7 @@ class NodeAgent:
         folder = self.config.shard_cache
         if folder is None:
             return None
+        warm_model_imports(folder)
         return ShardCache(folder, lambda: registry_link_bps(self.service.emulation))
 
     async def _housekeeping(self) -> None:

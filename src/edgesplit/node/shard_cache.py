@@ -244,3 +244,18 @@ def registry_link_bps(emulation: Any) -> float:
     its default link (a node.config.EmulationConfig; 0 means unlimited)."""
     link = emulation.links.get("orchestrator", emulation.default_link)
     return float(link.bandwidth_mbps) * 1e6
+
+
+def warm_model_imports(root: Path) -> None:
+    """Import the model code before serving, so a node's first prepare does not pay for it (seconds on a
+    busy machine); with a cached config, also its architecture's module (a model built on meta, freed)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if (root / "config.json").is_file():
+        try:
+            config = AutoConfig.from_pretrained(root)
+            with torch.device("meta"):
+                AutoModelForCausalLM.from_config(config)
+        except Exception as exc:  # a warm-up only: the prepare will report a real problem
+            log.info("model warm-up skipped: %s", exc)
