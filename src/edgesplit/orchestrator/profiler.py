@@ -349,7 +349,8 @@ class CapacityProfiler:
         ratios = sorted(
             t.speed.value / t.profile_speed
             for t in self._nodes.values()
-            if t.serving and t.speed.value and t.profile_speed
+            # A heavily loaded node's figure hinges on dividing its load out: least trustworthy.
+            if t.serving and t.speed.value and t.profile_speed and (t.background.value or 0.0) < 0.5
         )
         if ratios:
             half = len(ratios) // 2
