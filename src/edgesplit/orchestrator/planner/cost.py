@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -70,6 +71,14 @@ class Tables:
             return float("inf")
         return float(self.half_rtt_ms[i, j] + nbytes * self.ms_per_byte[i, j])
 
+    def hop_row(self, i: int, nbytes: float) -> np.ndarray:
+        """(N,) hop times from node i (links are symmetric, so also to node i); inf without a link."""
+        with np.errstate(invalid="ignore"):
+            row = self.half_rtt_ms[i] + nbytes * self.ms_per_byte[i]
+        row[~self.linked[i]] = np.inf
+        row[i] = 0.0
+        return row
+
     def hop_matrix(self, nbytes: float) -> np.ndarray:
         """(N, N) hop times for a payload; inf where there is no link."""
         with np.errstate(invalid="ignore"):
@@ -96,11 +105,17 @@ def build_tables(problem: Problem) -> Tables:
     per_byte = np.full((n_nodes, n_nodes), np.inf)
     rate = np.zeros((n_nodes, n_nodes))
     index = {nid: i for i, nid in enumerate(ids)}
-    for lk in problem.links:
-        a, b = index[lk.a], index[lk.b]
-        half_rtt[a, b] = half_rtt[b, a] = lk.rtt_ms / 2
-        rate[a, b] = rate[b, a] = lk.bandwidth_mbps * 125
-        per_byte[a, b] = per_byte[b, a] = 1.0 / rate[a, b]
+    links = problem.links
+    if links:
+        count = len(links)
+        first = np.fromiter(map(index.__getitem__, map(attrgetter("a"), links)), np.int64, count)
+        second = np.fromiter(map(index.__getitem__, map(attrgetter("b"), links)), np.int64, count)
+        rtt = np.fromiter(map(attrgetter("rtt_ms"), links), float, count)
+        mbps = np.fromiter(map(attrgetter("bandwidth_mbps"), links), float, count)
+        for a, b in ((first, second), (second, first)):
+            half_rtt[a, b] = rtt / 2
+            rate[a, b] = mbps * 125
+            per_byte[a, b] = 1.0 / (mbps * 125)
     np.fill_diagonal(half_rtt, 0.0)
     np.fill_diagonal(per_byte, 0.0)
     return Tables(

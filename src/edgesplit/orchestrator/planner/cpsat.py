@@ -34,6 +34,8 @@ class SearchOptions:
     """Pin the first block to the source (EdgeShard's latency script does)."""
     time_limit_s: float = 10.0
     workers: int = 2
+    run_search_share: float = 0.7
+    """Share of the time limit the run search may use; at 1.0 CP-SAT is skipped when it finds no proof."""
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,6 @@ HOPS_PER_SECOND = 2_000
 building alone would eat the limit, so the incumbent is returned unproven."""
 SHORTLIST_NODES = 12
 """Nodes per unit in the unproven shortlist search (small models find good plans fast)."""
-RUN_SEARCH_SHARE = 0.7
-"""Share of the time limit the run search may use before CP-SAT gets the rest (with its incumbent)."""
 MAX_RUN_SEARCH_UNITS = 400
 """The run search recurses once per run; deeper chains go to CP-SAT."""
 RELATIVE_RESOLUTION = 1e-10
@@ -119,7 +117,7 @@ def exact_search(
     states = inst.allowed.copy()
     hops: list[list[np.ndarray]] | None = None
     if _runs_apply(inst, opts, moved):
-        budget = time.perf_counter() + RUN_SEARCH_SHARE * opts.time_limit_s
+        budget = time.perf_counter() + opts.run_search_share * opts.time_limit_s
         found = run_search(inst, None if upper_paths is None else upper_paths[0], budget)
         if found.proven and found.path is None:
             raise InfeasibleError(_infeasible_message(inst))
@@ -129,6 +127,8 @@ def exact_search(
                 note = f"run search over {found.nodes_explored} partial plans: proven"
                 return SearchResult(upper_paths, True, found.value + const, (note,))
         lower = max(lower, found.lower + const)
+        if opts.run_search_share >= 1.0 and upper_paths is not None:
+            return SearchResult(upper_paths, False, lower, ("run search stopped at the time limit",))
         notes.append("run search stopped at its time share; CP-SAT continues")
     elif upper_paths is not None and inst.n_sources == 1 and dp_exact_applies(inst, opts):
         upper_paths = (improve(inst, upper_paths[0]),)

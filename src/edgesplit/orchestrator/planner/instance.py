@@ -15,6 +15,9 @@ import numpy as np
 from edgesplit.orchestrator.planner.cost import Tables, build_tables, source_weights
 from edgesplit.orchestrator.planner.problem import Problem
 
+HOP_MEMO_ENTRIES = 6
+"""Distinct (source, payload) hop matrices kept for large clusters (8 MB each at 1024 nodes)."""
+
 
 @dataclass(frozen=True, eq=False)
 class Instance:
@@ -58,7 +61,26 @@ class Instance:
         cached = self._hops
         if cached is not None:
             return cached[k]
-        return self.tables.hop_matrix(float(self.out_bytes[k]))
+        return self._by_bytes(None, float(self.out_bytes[k]))
+
+    def _by_bytes(self, s: int | None, nbytes: float) -> np.ndarray:
+        """Large clusters: one (N, N) matrix per distinct payload (most layers share one), kept a few."""
+        memo = self._hop_memo
+        key = (s, nbytes)
+        if key not in memo:
+            if len(memo) >= HOP_MEMO_ENTRIES:
+                memo.clear()
+            if s is None:
+                matrix = self.tables.hop_matrix(nbytes)
+            else:
+                matrix = _weighted(self.problem.weights.alpha * self.weights[s], self._by_bytes(None, nbytes))
+            matrix.flags.writeable = False
+            memo[key] = matrix
+        return memo[key]
+
+    @cached_property
+    def _hop_memo(self) -> dict[tuple[int | None, float], np.ndarray]:
+        return {}
 
     @cached_property
     def _hops(self) -> np.ndarray | None:
@@ -72,7 +94,7 @@ class Instance:
         cached = self._trans
         if cached is not None:
             return cached[s][k]
-        return _weighted(self.problem.weights.alpha * self.weights[s], self.hop_ms(k))
+        return self._by_bytes(s, float(self.out_bytes[k]))
 
     @cached_property
     def _trans(self) -> list[np.ndarray] | None:
@@ -148,8 +170,8 @@ def build_instance(
         state[si] = w.alpha * shares[si] * compute + w.gamma * priv[:, None] * untrusted[None, :]
         state[si][~allowed[si]] = np.inf
         s = src_idx[si]
-        entry[si] = _weighted(w.alpha * shares[si], t.hop_matrix(src.input_bytes)[s])
-        exit_[si] = _weighted(w.alpha * shares[si], t.hop_matrix(float(out[-1]))[:, s])
+        entry[si] = _weighted(w.alpha * shares[si], t.hop_row(s, src.input_bytes))
+        exit_[si] = _weighted(w.alpha * shares[si], t.hop_row(s, float(out[-1])))
     return Instance(
         problem=problem,
         tables=t,

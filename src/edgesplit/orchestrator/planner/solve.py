@@ -89,7 +89,7 @@ def solve(
         search_problem = prune_nodes(problem, tables, AUTO_PER_ROLE, keep)
         search_tables = build_tables(search_problem)
         pruned = {"kept": len(search_problem.nodes), "of": len(problem.nodes)}
-        opts = replace(opts, time_limit_s=min(time_limit_s, AUTO_PRUNED_TIME_LIMIT_S))
+        opts = replace(opts, time_limit_s=min(time_limit_s, AUTO_PRUNED_TIME_LIMIT_S), run_search_share=1.0)
     inst = build_instance(search_problem, fixed_boundaries, search_tables)
     moved = _moved_bytes(inst, current, held) if min_change_epsilon is not None else None
     if solver == "greedy" and moved is None:
