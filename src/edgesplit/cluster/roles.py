@@ -92,7 +92,8 @@ def node_config(
     """A NodeConfig mapping for ``edgesplit node --config``; with ``num_blocks``, the node also learns
     the privacy-critical blocks it must refuse for privacy-high requests unless trusted."""
     config: dict[str, Any] = {"node_id": node_id, "listen": listen, "model": str(model_path)}
-    config["profile_blocks"] = num_blocks_of(model_path)  # profiled at join: speed known before serving
+    if num_blocks is not None:  # profiled at join: its speed is known before it serves
+        config["profile_blocks"] = num_blocks
     config["trusted"] = any(n.trusted for n in cluster.nodes if n.id == node_id)
     if num_blocks is not None:
         config["privacy_blocks"] = cluster.privacy.block_indices(num_blocks)
