@@ -26,6 +26,8 @@ MANIFEST = "manifest.json"
 CHUNK_BYTES = 1 << 20
 FETCH_TIMEOUT_S = 60.0
 EWMA_ALPHA = 0.3
+WARM_ARCHITECTURES = ("llama", "qwen2", "mistral", "gpt2")
+"""Model families with an edgesplit adapter (model/adapters)."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,10 @@ def registry_link_bps(emulation: Any) -> float:
 
 def warm_model_imports(root: Path) -> None:
     """Import the model code before serving, so a node's first prepare does not pay for it (seconds on a
-    busy machine); with a cached config, also its architecture's module (a model built on meta, freed)."""
+    busy machine): the architecture named by a cached config, else every one edgesplit adapts (the
+    first prepare is what tells a new node which)."""
+    import importlib
+
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -257,5 +262,11 @@ def warm_model_imports(root: Path) -> None:
             config = AutoConfig.from_pretrained(root)
             with torch.device("meta"):
                 AutoModelForCausalLM.from_config(config)
+            return
         except Exception as exc:  # a warm-up only: the prepare will report a real problem
             log.info("model warm-up skipped: %s", exc)
+    for arch in WARM_ARCHITECTURES:
+        try:
+            importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
+        except ImportError as exc:
+            log.info("model warm-up of %s skipped: %s", arch, exc)
