@@ -41,7 +41,7 @@ def test_unknown_command_exits_2() -> None:
     [
         (["generate", "--bogus"], ["generate:", "--bogus"]),
         (["model", "init", "--preset", "tiny"], ["model init:", "--arch"]),
-        (["plan"], ["plan:", "--problem"]),
+        (["up"], ["up:", "Missing argument"]),
         (["node", "--threads", "many"], ["node:", "--threads"]),
         (["model", "inspect"], ["model inspect:", "Missing argument"]),
         (["generate", "--model"], ["--model", "requires an argument"]),
