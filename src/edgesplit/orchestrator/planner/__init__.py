@@ -9,14 +9,20 @@ Knows nothing of torch, gRPC or the clock beyond timing itself. The orchestrator
 
   - ``solver``: ``dp`` (shortest path over (block, node); exact when Φ is additive — β = 0 or no token
     rate — and the path fits memory, otherwise it hands over to the exact search and says so in
-    ``notes``), ``exact`` (shortest-path and Lagrangian bounds, then CP-SAT with memory, privacy, U, P,
-    restrictions; when the model would not fit the time limit, CP-SAT on a shortlist and no proof),
-    ``greedy`` (a walk plus local search, no claim), ``auto`` (exact up to 48 nodes; above, a shortest
+    ``notes``), ``exact`` (the shortest path when it fits memory; for one source and an additive Φ, the
+    run search: depth-first over maximal runs with exact per-node memory, pruned by a Lagrangian-priced
+    relaxation in which each run must fit its node alone; otherwise, or when that search used up its
+    share of the time, CP-SAT with memory, privacy, U, P, restrictions; when the model would not fit the
+    time limit, CP-SAT on a shortlist and no proof),
+    ``greedy`` (a walk plus local search, no claim), ``auto`` (exact up to 256 nodes; above, a shortest
     path over all nodes — a proof when it fits memory — else a walk over all nodes and a 0.5 s exact
     search over pruned candidates: sources, trusted nodes, the walk's and the path's nodes, the k best
     by speed, link to the source and memory; reported in ``plan.pruned``).
-  - ``time_limit_s`` bounds CP-SAT and the Lagrangian; shortest paths, the walk and model building come
-    on top (about 1–2 s of CPU at 1024 nodes).
+  - Ties: the shortest path and the run search prefer the lowest node index (the problem's node order)
+    and then the earliest cut, so one input always gives one plan; CP-SAT (2 workers) may pick another
+    plan of equal cost, and any search cut short by its time limit depends on the machine's speed.
+  - ``time_limit_s`` bounds CP-SAT, the run search and the Lagrangian; shortest paths, the walk and
+    model building come on top (about 1 s of CPU at 1024 nodes).
   - ``fixed_boundaries``: migration only — the cut points stay (``plan.segments`` keeps them even when two
     neighbours land on one node); only placement changes. The orchestrator asks this first.
   - ``current`` (per-block node ids of the running plan) and ``held`` (node id → blocks already cached

@@ -33,7 +33,7 @@ from edgesplit.orchestrator.planner.symmetry import identical_groups
 SolverName = Literal["dp", "exact", "greedy", "auto"]
 SOLVERS: tuple[str, ...] = ("dp", "exact", "greedy", "auto")
 PROOF_TOLERANCE = 1e-6
-AUTO_EXACT_MAX_NODES = 48
+AUTO_EXACT_MAX_NODES = 256
 """``auto`` searches all nodes exactly up to this size; above it, it prunes to candidates first."""
 AUTO_PER_ROLE = 8
 AUTO_PRUNED_TIME_LIMIT_S = 0.5
