@@ -116,6 +116,8 @@ def exact_search(
             upper_paths = (path,)
     states = inst.allowed.copy()
     hops: list[list[np.ndarray]] | None = None
+    if upper_paths is not None and inst.n_sources == 1 and dp_exact_applies(inst, opts):
+        upper_paths = (improve(inst, upper_paths[0]),)  # a few ms; a good incumbent prunes the search
     if _runs_apply(inst, opts, moved):
         budget = time.perf_counter() + opts.run_search_share * opts.time_limit_s
         found = run_search(inst, None if upper_paths is None else upper_paths[0], budget)
@@ -130,8 +132,6 @@ def exact_search(
         if opts.run_search_share >= 1.0 and upper_paths is not None:
             return SearchResult(upper_paths, False, lower, ("run search stopped at the time limit",))
         notes.append("run search stopped at its time share; CP-SAT continues")
-    elif upper_paths is not None and inst.n_sources == 1 and dp_exact_applies(inst, opts):
-        upper_paths = (improve(inst, upper_paths[0]),)
     upper, best = _upper(inst, opts, upper_paths)
     if opts.objective == "latency":
         bounds: list[Bound] = []
