@@ -211,9 +211,22 @@ def orchestrator(
     )
     routers = []
     if cluster.shards.fetch:  # serve the model as shards; every signed prepare names their SHA-256
-        from edgesplit.orchestrator.shard_registry import ShardRegistry, prepare_store, shard_router
+        from edgesplit.orchestrator.shard_registry import (
+            DirShardStorage,
+            ShardRegistry,
+            prepare_store,
+            shard_router,
+        )
 
-        registry = ShardRegistry(prepare_store(model_path, state_dir / "shards"))
+        storage = prepare_store(model_path, state_dir / "shards")
+        if tls_dir is not None:  # encrypted at rest, each node given the keys of its blocks only
+            from edgesplit.security.shard_release import encrypted_registry
+
+            privacy = cluster.privacy.block_indices(num_blocks_of(model_path))
+            enc_dir, release = encrypted_registry(storage.root, state_dir, tls_dir, declared_trust, privacy)
+            storage = DirShardStorage(enc_dir)
+            core.shard_keys = lambda plan: release([(g.node_id, g.start, g.end) for g in plan.segments])
+        registry = ShardRegistry(storage)
         core.shard_offer = registry.offer(http_url)
         routers.append(shard_router(registry))
     http_app = create_app(

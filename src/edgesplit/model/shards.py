@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,9 @@ from edgesplit.model.segment import SegmentRunner
 MANIFEST = "manifest.json"
 HASH_CHUNK_BYTES = 1 << 20
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
+
+Opener = Callable[[int, str, bytes], bytes]
+"""(block index, file name, file bytes) -> safetensors bytes: decrypts an encrypted store in memory."""
 
 
 class ShardEntry(BaseModel):
@@ -124,11 +128,14 @@ def read_manifest(shard_dir: Path | str) -> ShardManifest:
         raise ModelLoadError(f"{path} is not a valid shard manifest: {exc.errors()[0]['msg']}") from exc
 
 
-def load_blocks_from_shards(shard_dir: Path | str, start: int, end: int) -> BlockModel:
+def load_blocks_from_shards(
+    shard_dir: Path | str, start: int, end: int, opener: Opener | None = None
+) -> BlockModel:
     """A BlockModel with only blocks [start, end) materialised, read from their shard files.
 
     Every other block stays on the meta device (no memory). Raises ShardIntegrityError naming the
-    block when a file's SHA-256 or size differs from the manifest.
+    block when a file's SHA-256 or size differs from the manifest. With ``opener`` the files are read
+    whole, verified, and handed to it (an encrypted store: plaintext exists in memory only).
     """
     from transformers import AutoModelForCausalLM
 
@@ -150,7 +157,11 @@ def load_blocks_from_shards(shard_dir: Path | str, start: int, end: int) -> Bloc
         entry = entries.get(index)
         if entry is None:
             raise ModelLoadError(f"{shard_dir / MANIFEST} lists no shard for block {index}")
-        tensors = _verified_tensors(shard_dir, entry)
+        tensors = (
+            _verified_tensors(shard_dir, entry)
+            if opener is None
+            else _opened_tensors(shard_dir, entry, opener)
+        )
         for prefix in block_model.block_prefixes(index):
             module = model.get_submodule(prefix[:-1])
             own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -169,9 +180,33 @@ def load_blocks_from_shards(shard_dir: Path | str, start: int, end: int) -> Bloc
     return block_model
 
 
-def load_segment_from_shards(shard_dir: Path | str, start: int, end: int) -> SegmentRunner:
+def load_segment_from_shards(
+    shard_dir: Path | str, start: int, end: int, opener: Opener | None = None
+) -> SegmentRunner:
     """A SegmentRunner for blocks [start, end) built from their shards alone."""
-    return SegmentRunner(load_blocks_from_shards(shard_dir, start, end), start, end)
+    return SegmentRunner(load_blocks_from_shards(shard_dir, start, end, opener), start, end)
+
+
+def _opened_tensors(shard_dir: Path, entry: ShardEntry, opener: Opener) -> dict[str, torch.Tensor]:
+    """The tensors of a file read once into memory, checked against the manifest, then opened."""
+    from safetensors.torch import load
+
+    where = f"block {entry.index} ({entry.name})"
+    try:
+        data = (shard_dir / entry.file).read_bytes()
+    except OSError as exc:
+        raise ShardIntegrityError(f"{where}: cannot read shard {shard_dir / entry.file}: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry.sha256 or len(data) != entry.bytes:
+        raise ShardIntegrityError(
+            f"{where}: shard {entry.file} fails its hash check: SHA-256 {actual} ({len(data)} bytes) "
+            f"but the manifest says {entry.sha256} ({entry.bytes} bytes)"
+        )
+    plaintext = opener(entry.index, entry.file, data)
+    try:
+        return {k: v.clone() for k, v in load(plaintext).items()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise ShardIntegrityError(f"{where}: cannot parse shard {entry.file}: {exc}") from exc
 
 
 def _verified_tensors(shard_dir: Path, entry: ShardEntry) -> dict[str, torch.Tensor]:

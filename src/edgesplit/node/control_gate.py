@@ -58,7 +58,7 @@ class ControlGate:
         applied = self._handle("prepare", payload, signature, (MessageKind.PREPARE,), None)
         assert applied.plan is not None
         write_highest_epoch(self._epoch_file, applied.epoch)
-        self.offer = ShardOffer.from_meta(applied.plan.meta)
+        self.offer = ShardOffer.from_meta(applied.plan.meta, self.node_id)
         segments = tuple(PlanSegment(s.node_id, s.start, s.end) for s in applied.plan.segments)
         return PlanSpec(applied.epoch, segments)
 

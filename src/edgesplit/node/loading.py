@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from edgesplit.errors import ConfigError, ModelLoadError
 from edgesplit.node.segments import SegmentRunnerLike, SegmentShape
 from edgesplit.node.shard_cache import FetchReport, ShardCache, ShardOffer
+from edgesplit.security.shard_release import ShardOpener
 
 
 class SegmentSource(Protocol):
@@ -91,26 +92,37 @@ class ShardSegmentSource:
 
     def __init__(self, shard_dir: Path) -> None:
         self._shard_dir = shard_dir
+        self.opener: ShardOpener | None = None
 
     def load(self, start: int, end: int) -> tuple[SegmentRunnerLike, SegmentShape]:
         try:
             from edgesplit.model.shards import load_segment_from_shards
         except ImportError as exc:
             raise ModelLoadError(f"this install cannot read shard stores yet ({self._shard_dir})") from exc
-        runner = load_segment_from_shards(self._shard_dir, start, end)
+        opener = None if self.opener is None else self.opener.open
+        runner = load_segment_from_shards(self._shard_dir, start, end, opener)
         block_model = runner.block_model
         return runner, _shape(block_model, start, end)
 
 
 class CachedShardSource(ShardSegmentSource):
     """Segments loaded from the node's shard cache, which ``fetch`` fills from the orchestrator's registry
-    (each file verified against the SHA-256 the signed plan names) before a prepare loads them."""
+    (each file verified against the SHA-256 the signed plan names) before a prepare loads them. Encrypted
+    files are opened in memory with the keys the signed prepares wrapped to this node's TLS key."""
 
     def __init__(self, cache: ShardCache) -> None:
         super().__init__(cache.root)
         self.cache = cache
+        self.opener = ShardOpener()
+
+    def identify(self, node_id: str, key_pem: bytes) -> None:
+        """The node's id and TLS private key: what its shard keys are wrapped to."""
+        assert self.opener is not None
+        self.opener.identify(node_id, key_pem)
 
     def fetch(self, ranges: Iterable[tuple[int, int]], offer: ShardOffer | None) -> FetchReport:
+        if offer is not None and self.opener is not None:
+            self.opener.offer(offer.keys)
         return self.cache.ensure((b for s, e in ranges for b in range(s, e)), offer)
 
 

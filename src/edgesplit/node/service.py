@@ -78,6 +78,9 @@ class NodeService:
         self.privacy_blocks = frozenset(config.privacy_blocks)
         self.telemetry_state = NodeTelemetry(config.node_id)
         self._source = source
+        identify = getattr(source, "identify", None)
+        if tls is not None and identify is not None:  # shard keys are wrapped to the node's TLS key
+            identify(config.node_id, tls.key_pem)
         self._segments: dict[Range, HostedSegment] = {}
         self._epochs: dict[int, frozenset[Range]] = {}  # prepared or committed, not yet released
         self._committed: set[int] = set()

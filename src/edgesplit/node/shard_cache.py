@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +32,24 @@ WARM_ARCHITECTURES = ("llama", "qwen2", "mistral", "gpt2")
 
 @dataclass(frozen=True)
 class ShardOffer:
-    """From a signed prepare: the registry to fetch from and the SHA-256 every block must have."""
+    """From a signed prepare: the registry to fetch from, the SHA-256 every block must have, and this
+    node's wrapped keys (``block -> (shard id, wrapped key)``) when the store is encrypted."""
 
     registry: str
     sha256: Mapping[int, str]
+    keys: Mapping[int, tuple[str, bytes]] = field(default_factory=dict)
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any]) -> ShardOffer | None:
+    def from_meta(cls, meta: Mapping[str, Any], node_id: str | None = None) -> ShardOffer | None:
         """The ``shards`` entry of a plan's meta (None when the plan carries none or it is malformed)."""
         raw = meta.get("shards")
         if not isinstance(raw, Mapping):
             return None
         try:
             digests = {int(k): str(v) for k, v in dict(raw["sha256"]).items()}
-            return cls(str(raw["registry"]).rstrip("/"), digests)
+            from edgesplit.security.shard_release import offered_keys
+
+            return cls(str(raw["registry"]).rstrip("/"), digests, offered_keys(raw.get("keys"), node_id))
         except (KeyError, TypeError, ValueError):
             return None
 

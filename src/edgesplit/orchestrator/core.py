@@ -7,7 +7,7 @@ kept here: a plan is written to the store before it is broadcast, so no epoch is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,6 +38,8 @@ class OrchestratorCore:
         self._key = key
         self.shard_offer: Mapping[str, Any] | None = None
         """The shard registry's offer (URL + per-block SHA-256) every signed prepare carries, if any."""
+        self.shard_keys: Callable[[Plan], Mapping[str, Any]] | None = None
+        """Per node, the wrapped keys of its assigned blocks (an encrypted registry), added to the offer."""
 
     def start(self, now: float, reported_epochs: Mapping[str, int], inputs: MonitoringInputs) -> Step:
         """After (re)start: adopt what the nodes serve (no redeploy), or plan and prepare d_0."""
@@ -60,7 +62,10 @@ class OrchestratorCore:
         if event.action is not Action.RECONFIGURE or plan is None:
             return Step(event)
         if self.shard_offer is not None:  # signed with the plan: nodes verify fetched shards against it
-            plan = replace(plan, meta={**plan.meta, "shards": dict(self.shard_offer)})
+            offer = dict(self.shard_offer)
+            if self.shard_keys is not None:
+                offer["keys"] = dict(self.shard_keys(plan))
+            plan = replace(plan, meta={**plan.meta, "shards": offer})
         message = sign(ControlMessage(MessageKind.PREPARE, plan.epoch, plan), self._key)
         self.store.record_plan(plan, PlanStatus.ISSUED, now, message)
         return Step(event, message, plan)
