@@ -65,6 +65,24 @@ def test_bandwidth_collapse_migrates_the_middle_segment_within_seconds(planner: 
     assert {c.kind for c in logged[0].candidates} >= {CandidateKind.KEEP, CandidateKind.MIGRATE}
 
 
+def test_a_collapse_right_after_start_up_is_not_held_by_a_cool_down() -> None:
+    # T_cool spaces reconfigurations (Algorithm 1's t - t_last); the initial deployment is not one,
+    # so a collapse 5 s after start-up moves the plan as promptly as one at 40 s does above.
+    world = mec_world(noise=0.03, seed=1)
+    ctrl, _ = make_controller(world)
+    plan = start(ctrl, world, at_s=0.0)  # deployed at t = 0: the old reading held changes until 30 s
+    assert ctrl.settings.thresholds.cooldown_s >= 30.0
+
+    def collapse(t: float) -> None:
+        if t == 5.0:
+            world.links[("device", "mec1")].bandwidth_bps = 5e6
+
+    log = run(ctrl, world, 1.0, 20.0, on_tick=collapse)
+    assert len(log.changes) == 1, [e.reason for e in log.changes]
+    assert 5.0 < log.changes[0].at_s <= 10.0
+    assert ctrl.plan is not None and _middle_node(ctrl.plan.assignment) != _middle_node(plan.assignment)
+
+
 @pytest.mark.parametrize("seed", [3, 4, 5])
 def test_steady_noisy_conditions_cause_no_reconfiguration_in_five_minutes(seed: int) -> None:
     # Ordinary measurement noise (10 % gaussian on every figure, 2 % wild outliers x0.2 / x5).

@@ -189,7 +189,11 @@ class AdaptiveController:
         chosen = predicted(
             CandidateKind.RESPLIT, assignment, self._evaluate(problem, assignment), self.settings.thresholds
         )
-        return self._begin_rollout(now, (), [chosen], chosen, "initial deployment", planning_s)
+        event = self._begin_rollout(now, (), [chosen], chosen, "initial deployment", planning_s)
+        # T_cool spaces reconfigurations of a serving plan; the first deployment is not one of them, so
+        # a disturbance in the first T_cool after start-up is answered as promptly as any later one.
+        self.last_change_s = self._last_committed_change_s = -math.inf
+        return event
 
     def stop(self) -> None:
         self._move_to(ControllerState.STOPPED)
