@@ -89,6 +89,8 @@ def test_restarted_orchestrator_adopts_the_served_plan(local: LocalCluster) -> N
     log = local.run_dir / "orchestrator-2.log"
     args = [str(local.run_dir / "cluster.orchestrator.yaml"), "--gateway", local.gateway_url]
     args += ["--ready-file", str(ready), "--state-dir", str(state), *FAST]
+    if not local.insecure:  # the same certificate the first one had: nodes answer only cluster members
+        args += ["--tls-dir", str(local.pki_dir)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgesplit.cli.main", "orchestrator", *args],
