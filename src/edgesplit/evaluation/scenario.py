@@ -7,16 +7,13 @@ the file, the line and the key. Knows nothing of processes, HTTP or the modes th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgesplit.cluster.config import ClusterConfig, CrossReferenceError
-from edgesplit.cluster.loader import key_lines
+from edgesplit.cluster.loader import KeyPath, parse_yaml_model, read_config_text
 from edgesplit.errors import ScenarioError
-
-KeyPath = tuple[str | int, ...]
 
 
 class _Strict(BaseModel):
@@ -163,77 +160,15 @@ def event_errors(scenario: Scenario) -> list[tuple[KeyPath, str]]:
 
 def load_scenario(path: Path) -> Scenario:
     """Parse and validate a scenario file; raises ``ScenarioError`` naming the bad key and line."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_config_text(path, "scenario file", ScenarioError), str(path))
 
 
 def parse_scenario(text: str, name: str = "<scenario>") -> Scenario:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(f"{name}{line}: not valid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{name}:1: a scenario is a mapping with `name`, `model`, `nodes`, `workload`")
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(_describe(exc, key_lines(node), name)) from None
-
-
-def _describe(exc: ValidationError, lines: dict[KeyPath, int], name: str) -> str:
-    """``file:line: key.path: message`` for the first problem (and how many more there are)."""
-    first = exc.errors()[0]
-    loc: KeyPath = tuple(first["loc"])
-    error = (first.get("ctx") or {}).get("error")
-    if isinstance(error, CrossReferenceError):
-        loc, message = (*loc, *error.path), str(error)
-    elif first["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif first["type"] == "missing":
-        message = "missing required key"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        loc = (*loc, "kind")
-    if loc[:2] == ("links", "pairs") and ("links", "pairs") not in lines:
-        loc = ("links", *loc[2:])  # the list shorthand for links
-    keys = _file_keys(loc, lines)
-    line = next((lines[keys[:cut]] for cut in range(len(keys), 0, -1) if keys[:cut] in lines), 1)
-    where = ".".join(str(p) for p in keys) or "(top level)"
-    count = len(exc.errors())
-    more = f" (and {count - 1} more problem{'s' * (count > 2)})" if count > 1 else ""
-    return f"{name}:{line}: {where}: {message}{more}"
-
-
-def _file_keys(loc: KeyPath, lines: dict[KeyPath, int]) -> KeyPath:
-    """Drop pydantic's union tags (e.g. an event's ``kind`` value) from a loc, keeping file keys."""
-    kept: KeyPath = ()
-    for part in loc:
-        if (*kept, part) in lines or isinstance(part, int) or part in _FIELD_NAMES:
-            kept = (*kept, part)
-    return kept
-
-
-def _field_names(annotation: Any, seen: set[type[BaseModel]]) -> set[str]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        if annotation in seen:
-            return set()
-        seen.add(annotation)
-        names = set(annotation.model_fields)
-        for field in annotation.model_fields.values():
-            names |= _field_names(field.annotation, seen)
-        return names
-    names = set()
-    for arg in get_args(annotation):
-        names |= _field_names(arg, seen)
-    return names
-
-
-_FIELD_NAMES = _field_names(Scenario, set())
+    return parse_yaml_model(
+        text,
+        name,
+        Scenario,
+        ScenarioError,
+        "a scenario is a mapping with `name`, `model`, `nodes`, `workload`",
+        list_allowed_keys=False,  # an event's keys depend on its kind: a list would mislead
+    )
