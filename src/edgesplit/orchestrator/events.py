@@ -5,6 +5,7 @@ Frozen values plus their JSON form (served by ``/v1/events`` and stored by ``sto
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -170,3 +171,15 @@ class DecisionEvent:
             phases={str(k): float(v) for k, v in (d.get("phases") or {}).items()},
             event_id=d.get("id"),
         )
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (an infinite move cost, a NaN estimate) as ``None``:
+    strict JSON (what HTTP clients send) has no Infinity or NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from edgesplit.errors import EdgesplitError
 from edgesplit.orchestrator.controller import MonitoringInputs
 from edgesplit.orchestrator.core import OrchestratorCore, Step
-from edgesplit.orchestrator.events import Action, DecisionEvent
+from edgesplit.orchestrator.events import Action, DecisionEvent, json_safe
 from edgesplit.orchestrator.plans import Plan, segments_of
 from edgesplit.orchestrator.problem_builder import BlockCost
 from edgesplit.orchestrator.profiler import (
@@ -391,7 +391,7 @@ class OrchestratorService:
             return
         try:
             await self._http.post(
-                f"{self.gateway_url}/v1/events", json={"kind": "decision", **event.to_dict()}
+                f"{self.gateway_url}/v1/events", json=json_safe({"kind": "decision", **event.to_dict()})
             )
         except Exception as exc:
             log.warning("could not post event to the gateway: %s", exc)
