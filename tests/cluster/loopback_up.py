@@ -12,10 +12,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from edgesplit.cluster.launcher import LocalCluster
+from edgesplit.cluster.loader import load_cluster
+from edgesplit.model.builtin import resolve_model
 
 URL_LINE = re.compile(r"OpenAI base_url: (http://127\.0\.0\.1:\d+)/v1")
 
@@ -116,3 +121,35 @@ def kill_pids(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy (HTTP errors count as not yet); fail after
+    ``timeout_s`` naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = check()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(every_s)
+
+
+@contextlib.contextmanager
+def running_cluster(
+    cluster_file: Path, orchestrator_args: list[str], timeout_s: float = 150.0
+) -> Iterator[LocalCluster]:
+    """A started ``LocalCluster`` of ``cluster_file``; every child is stopped by PID on the way out."""
+    cluster = load_cluster(cluster_file)
+    lc = LocalCluster(cluster, resolve_model(cluster.model), orchestrator_args=orchestrator_args)
+    try:
+        lc.start(timeout_s)
+        yield lc
+    finally:
+        pids = [c.proc.pid for c in lc.children]
+        lc.stop()
+        kill_pids([p for p in pids if pid_alive(p)])

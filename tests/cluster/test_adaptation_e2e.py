@@ -12,14 +12,14 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from loopback_up import kill_pids, pid_alive
+from loopback_up import kill_pids, pid_alive, wait_for
 
 from edgesplit.cluster.launcher import LocalCluster
 from edgesplit.cluster.loader import load_cluster
@@ -36,20 +36,6 @@ INTERVAL_S = 0.2
 COOLDOWN_S = 4.0
 FAST = ["--interval", str(INTERVAL_S), "--cooldown", str(COOLDOWN_S)]
 MIDDLE = (2, 3, 4)  # layers 1..3: the blocks no privacy rule pins, the "middle segment"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
 
 
 def decisions(url: str) -> list[dict[str, Any]]:

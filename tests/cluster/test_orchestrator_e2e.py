@@ -10,37 +10,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from loopback_up import kill_pids, pid_alive
+from loopback_up import running_cluster, wait_for
 
 from edgesplit.cluster.launcher import LocalCluster
-from edgesplit.cluster.loader import load_cluster
-from edgesplit.model.builtin import resolve_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mec-3node.yaml"
 FAST = ["--interval", "0.3", "--cooldown", "1"]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def events(url: str) -> list[dict[str, Any]]:
@@ -57,15 +41,8 @@ def complete(url: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalCluster]:
-    cluster = load_cluster(EXAMPLE)
-    lc = LocalCluster(cluster, resolve_model(cluster.model), orchestrator_args=FAST)
-    try:
-        lc.start(150)
+    with running_cluster(EXAMPLE, FAST) as lc:
         yield lc
-    finally:
-        pids = [c.proc.pid for c in lc.children]
-        lc.stop()
-        kill_pids([p for p in pids if pid_alive(p)])
 
 
 def test_signed_initial_plan_is_committed_and_recorded(local: LocalCluster) -> None:

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from loopback_up import kill_pids, pid_alive
+from loopback_up import running_cluster
 
 from edgesplit.cluster.launcher import LocalCluster
-from edgesplit.cluster.loader import load_cluster
-from edgesplit.model.builtin import resolve_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -20,15 +18,8 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "mec-3node.yaml"
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalCluster]:
-    cluster = load_cluster(EXAMPLE)
-    lc = LocalCluster(cluster, resolve_model(cluster.model), orchestrator_args=["--interval", "0.3"])
-    try:
-        lc.start(150)
+    with running_cluster(EXAMPLE, ["--interval", "0.3"]) as lc:
         yield lc
-    finally:
-        pids = [c.proc.pid for c in lc.children]
-        lc.stop()
-        kill_pids([p for p in pids if pid_alive(p)])
 
 
 def test_preview_through_the_gateway_plans_without_deploying(local: LocalCluster) -> None:
