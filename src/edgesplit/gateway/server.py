@@ -16,6 +16,7 @@ from typing import Any
 
 from edgesplit.errors import ConfigError
 from edgesplit.gateway.config import GatewayConfig
+from edgesplit.listen import listen_socket, socket_url
 from edgesplit.security.pki import Role
 from edgesplit.transport.tls import TlsConfig, TlsFilesConfig
 
@@ -23,28 +24,14 @@ TELEMETRY_TIMEOUT_S = 1.0
 
 
 def bind_listen(listen: str) -> socket.socket:
-    """A listening TCP socket for ``HOST:PORT`` (port 0: any free port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"--listen {listen!r}: write HOST:PORT, e.g. 127.0.0.1:8000 or 0.0.0.0:0")
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), int(port)))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"the gateway cannot listen on {listen}: {exc.strerror}") from None
-    sock.listen(128)
+    """The gateway's listening socket, inheritable so a supervisor can hand it on."""
+    sock = listen_socket(listen, "--listen", "127.0.0.1:8000 or 0.0.0.0:0")
     sock.set_inheritable(True)
     return sock
 
 
 def public_url(sock: socket.socket, scheme: str = "http") -> str:
-    host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"{scheme}://{host}:{port}"
+    return socket_url(sock, scheme)
 
 
 def serve(

@@ -20,8 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edgesplit.errors import ConfigError, EdgesplitError, InvalidProblemError
+from edgesplit.errors import EdgesplitError, InvalidProblemError
 from edgesplit.gateway.error_map import ApiError, bad_request, to_api_error
+from edgesplit.listen import listen_socket, socket_url
 
 if TYPE_CHECKING:
     from edgesplit.orchestrator.controller import AdaptiveController
@@ -130,28 +131,12 @@ def _error(error: ApiError) -> JSONResponse:
 
 
 def bind(listen: str) -> socket.socket:
-    """A listening TCP socket for ``HOST:PORT`` (port 0: any free port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"--http-listen {listen!r}: write HOST:PORT, e.g. 127.0.0.1:0")
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), int(port)))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"--http-listen {listen}: cannot listen: {exc.strerror}") from None
-    sock.listen(128)
-    return sock
+    """The orchestrator API's listening socket (port 0: any free port)."""
+    return listen_socket(listen, "--http-listen", "127.0.0.1:0")
 
 
 def url_of(sock: socket.socket) -> str:
-    """``http://host:port`` of a bound socket (a wildcard address is reported as loopback)."""
-    host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return socket_url(sock)
 
 
 async def serve(app: FastAPI, sock: socket.socket, stop: asyncio.Event) -> None:
