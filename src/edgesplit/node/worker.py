@@ -4,6 +4,12 @@ Everything submitted in one event-loop turn reaches the thread as one unit (a ``
 sessions is one batch of 16, never 1 + 15), and steps that queue up while a batch computes are taken
 together next time (micro-batching without a timer). The event loop only submits and awaits futures;
 no model code ever runs on it.
+
+Phase alignment: two sessions whose steps reach a node out of phase would otherwise take turns (each
+waits out the other's whole batch, so both run at half speed) because a session's next step only
+arrives one round trip after its last one finished. When the sessions of the batch that just ran are
+expected back sooner than half a batch's time, the worker waits for them (at most ``align_max_s``)
+and runs everything as one batch; once aligned, they arrive together and no wait is needed again.
 """
 
 from __future__ import annotations
@@ -54,6 +60,15 @@ class _CallItem:
 
 
 _STOP = object()
+_SLACK_S = 0.002  # how late an expected session may be and still be waited for
+
+
+@dataclass
+class _Recent:
+    """When a session's last step finished here, and how long its next one usually takes to arrive."""
+
+    finished: float
+    gap_s: float | None = None
 
 
 def _resolve(
@@ -80,10 +95,18 @@ class ComputeWorker:
     """Owns the compute thread; ``submit`` and ``call`` are for the event loop, the rest runs inside."""
 
     def __init__(
-        self, pace: Pacer | None = None, max_batch: int = 64, name: str = "edgesplit-compute"
+        self,
+        pace: Pacer | None = None,
+        max_batch: int = 64,
+        name: str = "edgesplit-compute",
+        align_max_s: float = 0.02,
     ) -> None:
         self._pace = pace
         self._max_batch = max_batch
+        self._align_max_s = align_max_s
+        self._recent: dict[str, _Recent] = {}  # sessions of the last batch (compute thread only)
+        self._last_batch_s = 0.0
+        self.aligned_waits = 0  # times the thread waited for an expected session (compute thread only)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._staged: list[_StepItem | _CallItem] = []  # this loop turn's submissions, under _lock
         self._pending_steps = 0
@@ -163,6 +186,8 @@ class ComputeWorker:
                         items.extend(unit)
                     else:
                         stop = True
+                if not stop:
+                    stop = self._align(items)
                 self._execute(items)
                 if stop:
                     return
@@ -170,6 +195,53 @@ class ComputeWorker:
             self._dead = exc
             self._fail_all(exc)
             raise
+
+    def _align(self, items: list[object]) -> bool:
+        """Wait briefly for sessions of the last batch that are due back soon; True if told to stop."""
+        steps = [i for i in items if isinstance(i, _StepItem)]
+        for item in steps:
+            self._note_arrival(item)
+        budget_s = min(self._align_max_s, 0.5 * self._last_batch_s)
+        if not steps or budget_s <= 0 or len(steps) >= self._max_batch:
+            return False
+        present = {i.step.session_id for i in steps}
+        now = time.perf_counter()
+        expected = {
+            sid: r.finished + r.gap_s
+            for sid, r in self._recent.items()
+            if sid not in present and r.gap_s is not None
+        }
+        # Overdue sessions have ended or moved on; later ones are not worth the wait.
+        due = {sid: t for sid, t in expected.items() if now - _SLACK_S <= t <= now + budget_s}
+        if not due:
+            return False
+        deadline = max(due.values()) + _SLACK_S
+        self.aligned_waits += 1
+        while due and len(steps) < self._max_batch:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                unit = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if not isinstance(unit, list):
+                return True
+            items.extend(unit)
+            for item in unit:
+                if isinstance(item, _StepItem):
+                    steps.append(item)
+                    self._note_arrival(item)
+                    due.pop(item.step.session_id, None)
+        return False
+
+    def _note_arrival(self, item: _StepItem) -> None:
+        """Learn how long after its last step finished a session's next step arrives (its round trip)."""
+        recent = self._recent.get(item.step.session_id)
+        if recent is None or item.enqueued < recent.finished:
+            return
+        gap = item.enqueued - recent.finished
+        recent.gap_s = gap if recent.gap_s is None else 0.5 * recent.gap_s + 0.5 * gap
 
     def _fail_all(self, exc: BaseException) -> None:
         error = ServiceDeadError(f"the compute thread died: {exc!r}")
@@ -226,8 +298,17 @@ class ComputeWorker:
             wait_s = self._pace(segment, report) - report.compute_s
             if wait_s > 0:
                 time.sleep(wait_s)  # the emulated slower device stays busy (DESIGN §3)
-        took_s = time.perf_counter() - started
+        finished = time.perf_counter()
+        took_s = finished - started
         self.busy_s += took_s
+        self._last_batch_s = took_s
+        batch_sessions = {g.step.session_id for g in group}
+        for sid in list(self._recent):
+            if sid not in batch_sessions and finished - self._recent[sid].finished > 4 * took_s + 0.05:
+                del self._recent[sid]  # not seen for several batches: ended, or elsewhere in its chain
+        for sid in batch_sessions:
+            old = self._recent.get(sid)
+            self._recent[sid] = _Recent(finished, None if old is None else old.gap_s)
         by_loop: dict[int, list[tuple[asyncio.Future[Any], StepDone]]] = {}
         loops: dict[int, asyncio.AbstractEventLoop] = {}
         for g, result in zip(group, report.results, strict=True):
