@@ -52,3 +52,25 @@ def test_a_choice_that_does_not_repeat_is_never_made() -> None:
     assert any("confirming" in e.reason for e in log.decisions), [e.reason for e in log.decisions]
     assert log.changes == [], [e.reason for e in log.changes]
     assert all(e.action is not Action.RECONFIGURE for e in log.decisions)
+
+
+def test_a_violation_the_probed_links_explain_is_acted_on_without_confirmation() -> None:
+    """The RTT of a link the plan uses jumps (bandwidth unchanged, so only the latency trigger fires):
+    the hops' RTTs alone exceed L_max, which no measurement noise explains, so no second round."""
+    world = mec_world(noise=0.02, seed=2, tokens_per_s=2.0)
+    ctrl, _ = make_controller(world)
+    plan = start(ctrl, world)
+    serving = plan.assignment[len(plan.assignment) // 2]
+    link = world.links[tuple(sorted(("device", serving)))]  # type: ignore[index]
+
+    def rtt_jump(t: float) -> None:
+        if t == 10.0:
+            link.rtt_s = 0.4  # device ~ serving: 2 ms -> 400 ms round trip, still 400 Mbit/s
+
+    log = run(ctrl, world, 1.0, 30.0, on_tick=rtt_jump)
+    assert len(log.changes) == 1, [e.reason for e in log.changes]
+    change = log.changes[0]
+    assert {t.kind for t in change.triggers} == {TriggerKind.LATENCY}, change.triggers
+    assert not any("confirming" in e.reason for e in log.decisions), [e.reason for e in log.decisions]
+    assert change.at_s - 10.0 < ctrl.settings.confirm_s
+    assert change.chosen is not None and serving not in change.chosen.assignment

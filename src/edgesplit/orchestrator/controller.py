@@ -41,6 +41,7 @@ from edgesplit.orchestrator.triggers import (
     PlanView,
     Thresholds,
     TriggerState,
+    active_links,
     should_reconfigure,
 )
 
@@ -144,6 +145,7 @@ class AdaptiveController:
         self.highest_epoch = 0
         self.last_change_s = -math.inf
         self._last_plan_s = -math.inf
+        self._planned_hop_s = 0.0  # the plan's hop time at the last planning round
         self._first_tick_s = math.inf
         self._unresolved: frozenset[tuple[TriggerKind, str]] = frozenset()
         self._triggers = TriggerState()
@@ -272,6 +274,9 @@ class AdaptiveController:
             event = DecisionEvent(now, plan.epoch, Action.KEEP, f"cool-down: {left:.1f} s left", triggers)
             return self._record(event) if decision.newly_fired else event
         recently = now - self._last_plan_s < self.settings.replan_interval_s
+        hop_s = self._hop_time_s(env, plan.assignment)
+        if hop_s > 2 * self._planned_hop_s + 0.25 * th.latency_max_s:
+            recently = False  # the plan's links got much slower since the last planning: news
         if self._confirming is not None and now - self._confirming[1] >= self.settings.confirm_s:
             recently = False  # a choice awaits its confirmation: plan again now
         urgent_set = frozenset((f.kind, f.subject) for f in triggers if f.kind.urgent)
@@ -284,7 +289,7 @@ class AdaptiveController:
             )
 
         # 4) Plan: migration only (current cut points) first; re-split if that misses constraints or targets.
-        self._last_plan_s, started = now, self._timer()
+        self._last_plan_s, self._planned_hop_s, started = now, hop_s, self._timer()
         problem = self._problem(env, inputs, dead)
         keep = self._candidate(CandidateKind.KEEP, problem, plan.assignment, dead)
         options = self._solve(CandidateKind.MIGRATE, problem, boundaries_of(plan.assignment), dead)
@@ -299,10 +304,13 @@ class AdaptiveController:
         judged = [guard.judge(c, keep, env, problem) for c in options]
         chosen = choose(judged)
         self._unresolved = urgent_set if chosen is None else frozenset()
-        noisy_only = not decision.urgent and {f.kind for f in triggers} <= {
-            TriggerKind.LATENCY,
-            TriggerKind.IMPROVEMENT,
-        }
+        noisy_only = (
+            not decision.urgent
+            and {f.kind for f in triggers} <= {TriggerKind.LATENCY, TriggerKind.IMPROVEMENT}
+            # A violation the probed links alone explain (a link's RTT jumped, seen by the median of
+            # every probe) is not noise to confirm.
+            and hop_s <= self.settings.thresholds.latency_max_s
+        )
         if chosen is not None and noisy_only:
             confirmed = (
                 self._confirming is not None
@@ -380,6 +388,15 @@ class AdaptiveController:
         if set(assignment) & dead:
             return CandidateRecord(kind, assignment, False, note="uses a lost node")
         return predicted(kind, assignment, self._evaluate(problem, assignment), self.settings.thresholds)
+
+    def _hop_time_s(self, env: EnvironmentState, assignment: Sequence[str]) -> float:
+        """What one step spends on the plan's hops by the probed RTTs alone (one way each)."""
+        one_way_s = 0.0
+        for a, b in active_links(assignment, self._view.source):
+            link = env.link(a, b)
+            if link is not None and link.rtt_s is not None:
+                one_way_s += link.rtt_s / 2
+        return one_way_s
 
     def _improvement_due(self, now: float) -> bool:
         interval = self.settings.improvement_interval_s
