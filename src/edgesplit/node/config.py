@@ -121,6 +121,9 @@ class NodeConfig(BaseModel):
     """Sessions per segment; more is a CapacityError."""
     max_queued_steps: int = Field(1024, ge=1)
     """Steps waiting for the compute thread; beyond this a step fails with CapacityError."""
+    batch_align_ms: float = Field(20.0, ge=0.0)
+    """Longest the compute thread waits for a session of its last batch that is due back within a
+    round trip, so out-of-phase sessions share batches instead of taking turns (0: never wait)."""
     max_step_tokens: int = Field(8192, ge=1)
     """Tokens one step may carry (the prefill length cap)."""
     max_tensor_bytes: int = Field(256 * 1024 * 1024, ge=1)

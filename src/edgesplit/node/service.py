@@ -91,7 +91,7 @@ class NodeService:
             own_id=config.node_id,
             credentials=channel_credentials(tls),
         )
-        self._worker = ComputeWorker(pace=self._pace)
+        self._worker = ComputeWorker(pace=self._pace, align_max_s=config.batch_align_ms / 1000)
         self.prober = LinkProber(config.node_id, self._peers)
         self.join_profile = JoinProfile()
         self._control = asyncio.Lock()
