@@ -1,0 +1,75 @@
+"""The simulator drives the real controller: it adapts to a bandwidth collapse and a node loss, static
+never moves, and a quiet noisy cluster causes no churn. Asserted from the simulator's own series."""
+
+from __future__ import annotations
+
+from sim_world import COLLAPSE, COLLAPSE_AT_S, KILL_MEC1, make_world, mean_latency, run_mode
+
+from edgesplit.orchestrator.triggers import active_links
+from edgesplit.sim.engine import SimRun
+
+
+def _uses_link(run: SimRun, t: float, a: str, b: str) -> bool:
+    """Whether the plan serving at ``t`` sends over a–b."""
+    plan = [p for at, p in run.plans if at <= t][-1]
+    return any({x, y} == {a, b} for x, y in active_links(plan.assignment, "device"))
+
+
+def test_same_seed_gives_identical_results_and_another_seed_other_noise() -> None:
+    first = run_mode(make_world(COLLAPSE, 25.0, seed=3), "adaptive", keep_inputs=True)
+    again = run_mode(make_world(COLLAPSE, 25.0, seed=3), "adaptive", keep_inputs=True)
+    other = run_mode(make_world(COLLAPSE, 25.0, seed=4), "adaptive", keep_inputs=True)
+    assert first[0].results == again[0].results
+    assert first[1].steps == again[1].steps and first[1].records == again[1].records
+    assert [(t, p.assignment) for t, p in first[1].plans] == [(t, p.assignment) for t, p in again[1].plans]
+    assert first[1].inputs == again[1].inputs
+    assert first[1].inputs != other[1].inputs  # the seed is what fixes the noise
+
+
+def test_bandwidth_collapse_moves_off_the_link_and_latency_falls_back() -> None:
+    _, run = run_mode(make_world(COLLAPSE, 40.0), "adaptive")
+    assert _uses_link(run, COLLAPSE_AT_S - 0.1, "device", "mec1"), "the scenario must start on device~mec1"
+    after = [(t, p) for t, p in run.plans if t > COLLAPSE_AT_S]
+    assert after, f"no plan committed after the collapse; decisions: {[d.reason for d in run.decisions]}"
+    moved_at = after[0][0]
+    assert moved_at < COLLAPSE_AT_S + 8.0  # persistence (2 cycles) + planning + prepare/commit
+    assert not _uses_link(run, moved_at + 0.1, "device", "mec1")
+    before = mean_latency(run, 2.0, COLLAPSE_AT_S)
+    during = mean_latency(run, COLLAPSE_AT_S + 0.5, moved_at)
+    recovered = mean_latency(run, moved_at + 2.0, 40.0)
+    assert during > 3 * before  # the collapse really hurt
+    assert recovered < 1.5 * before  # and moving off the link undid it
+    assert len(run.reconfigurations) == 1  # one change, no flapping afterwards
+
+
+def test_static_never_reconfigures_and_stays_slow() -> None:
+    outcome, run = run_mode(make_world(COLLAPSE, 30.0), "static")
+    assert outcome.results["static"].reconfigurations == 0
+    assert len(run.plans) == 1 and run.plans[0][0] < 0  # the initial deployment only
+    assert mean_latency(run, COLLAPSE_AT_S + 2.0, 30.0) > 3 * mean_latency(run, 2.0, COLLAPSE_AT_S)
+
+
+def test_no_disturbance_with_noise_means_no_reconfiguration() -> None:
+    # Longer than the controller's improvement interval (120 s), so that check runs on noisy figures too.
+    outcome, run = run_mode(make_world(None, 150.0, seed=11), "adaptive")
+    result = outcome.results["adaptive"]
+    assert result.reconfigurations == 0, [d.reason for d in run.decisions]
+    assert result.failed == 0 and result.completed == result.requests > 250
+
+
+def test_node_loss_makes_the_controller_replan_without_the_node() -> None:
+    outcome, run = run_mode(make_world(KILL_MEC1, 30.0), "adaptive")
+    assert _uses_link(run, 9.9, "device", "mec1")
+    after = [(t, p) for t, p in run.plans if t > 10.0]
+    assert after and after[0][0] < 10.0 + 3.0  # urgent: no cool-down, no persistence wait
+    assert all("mec1" not in p.assignment for _, p in after)
+    late = [r for r in run.records if r.send_s > after[0][0] + 1.0]
+    assert late and all(r.status == "ok" for r in late)
+    assert outcome.results["adaptive"].privacy_violations == 0
+
+
+def test_static_after_node_loss_fails_requests() -> None:
+    outcome, _ = run_mode(make_world(KILL_MEC1, 30.0), "static")
+    result = outcome.results["static"]
+    assert result.reconfigurations == 0
+    assert result.failed > 0
