@@ -11,8 +11,9 @@ from sim_world import COLLAPSE, make_blocks, make_scenario, run_mode
 from edgesplit.errors import ScenarioError
 from edgesplit.evaluation.scenario import LinkEvent
 from edgesplit.orchestrator.triggers import active_links
+from edgesplit.sim.run import prepare_world
 from edgesplit.sim.scale import mec_templates, scale_scenario
-from edgesplit.sim.world import build_world
+from edgesplit.sim.world import SimSettings, build_world
 
 BASE = make_scenario(COLLAPSE)
 
@@ -60,3 +61,17 @@ def test_controller_runs_a_scaled_cluster_and_answers_a_collapse_of_its_first_ho
         {a, b} == {"device", first_hop} for a, b in active_links(moved[0].assignment, "device")
     )
     assert not quiet.reconfigurations  # without the collapse, 24 noisy nodes cause no churn
+
+
+def test_probe_rotation_bounds_each_cycle_and_covers_every_pair() -> None:
+    world = prepare_world(
+        make_scenario(None, 10.0), make_blocks(), nodes=12, settings=SimSettings(probe_peers=2)
+    )
+    _, run = run_mode(world, "adaptive", keep_inputs=True)
+    per_cycle = [
+        {tuple(sorted((o.a, o.b))) for o in inputs.links if o.bandwidth_bps is not None}
+        for _, inputs in run.inputs
+    ]
+    assert all(0 < len(pairs) <= 12 * 2 for pairs in per_cycle)
+    covered = set().union(*per_cycle[:6])  # 11 peers each, 2 a cycle: all of them within 6 cycles
+    assert len(covered) == 12 * 11 // 2

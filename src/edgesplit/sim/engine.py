@@ -94,7 +94,7 @@ class ClusterSim:
         self.t0 = s.lead_in_s
         self.core: OrchestratorCore = make_core(world, mode, lambda: self.truth.oracle_truth(self.now))
         self.run_record = SimRun(mode, self.gateway.records, self.gateway.steps, [], [], [], [])
-        self._pairs = list(itertools.combinations(sorted(self.nodes), 2))
+        self._pairs_for, self._live, self._cycle = -1, list[tuple[str, str]](), 0
         self._changes = scenario_changes(scenario.events, scenario.cluster(), s.lead_in_s)
 
     @property
@@ -204,7 +204,23 @@ class ClusterSim:
         return plan is not None and node in plan.nodes
 
     def _live_pairs(self) -> list[tuple[str, str]]:
-        return [(a, b) for a, b in self._pairs if self.nodes[a].up and self.nodes[b].up]
+        """The pairs of live nodes probed this cycle: all, or ``probe_peers`` per node in rotation."""
+        k = self.world.settings.probe_peers
+        live = [n for n, node in self.nodes.items() if node.up]
+        if k is None or k >= len(live) - 1:
+            if self._pairs_for != self.truth.version:  # only a change of the truth can kill a node
+                self._pairs_for = self.truth.version
+                self._live = list(itertools.combinations(live, 2))
+            return self._live
+        self._cycle += 1
+        n = len(live)
+        picked = {
+            (live[min(i, j)], live[max(i, j)])
+            for i in range(n)
+            for m in range(k)
+            if (j := (i + 1 + (self._cycle * k + m) % (n - 1)) % n) != i
+        }
+        return sorted(picked)
 
     def _roll_out(self, step: Step) -> Generator[simpy.Event, Any, None]:
         """Prepare (load what each node lacks) → commit → the gateway switches → release the old epoch

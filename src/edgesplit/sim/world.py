@@ -48,6 +48,9 @@ class SimSettings:
     """Commit: every node acknowledges, then the gateway switches to the new epoch."""
     release_delay_s: float = 2.0
     """The old epoch is released this long after the commit (steps still on it finish first)."""
+    probe_peers: int | None = None
+    """Peers each node probes per cycle, round-robin (None: every peer every cycle, as live nodes do;
+    at 100 nodes that is 4,950 probe results a cycle for the controller to fold in)."""
     failover_poll_s: float = 0.05
     """A session whose chain lost a node re-checks the gateway's plan this often."""
     drain_s: float = 60.0
