@@ -63,7 +63,7 @@ def scale_scenario(scenario: Scenario, nodes: int, seed: int = 0) -> Scenario:
                 continue
             if pair in declared:
                 data["links"]["pairs"].append({**declared[pair], "a": new_id, "b": peer})
-            if pair in emulated:
+            if emulation is not None and pair in emulated:
                 emulation["links"].append(_varied(emulated[pair], new_id, peer, rng))
         base[new_id] = template
     return Scenario.model_validate(data)

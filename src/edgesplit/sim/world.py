@@ -17,7 +17,7 @@ from edgesplit.evaluation.modes import pinned_assignment
 from edgesplit.evaluation.oracle import OracleController, Truth, TruthSource
 from edgesplit.evaluation.scenario import Scenario
 from edgesplit.orchestrator.cluster_facts import declared_facts
-from edgesplit.orchestrator.config import OrchestratorConfig, ThresholdsConfig
+from edgesplit.orchestrator.config import OrchestratorConfig
 from edgesplit.orchestrator.controller import AdaptiveController, ControllerSettings
 from edgesplit.orchestrator.core import OrchestratorCore
 from edgesplit.orchestrator.fixed import FixedController
@@ -81,10 +81,12 @@ def build_world(
     privacy = tuple(cluster.privacy.block_indices(len(blocks)))
     marked = tuple(replace(b, privacy=i in privacy) for i, b in enumerate(blocks))
     settings = settings or SimSettings()
-    config = OrchestratorConfig(
-        thresholds=ThresholdsConfig.model_validate(cluster.thresholds.model_dump()),
-        monitor_interval_s=settings.monitor_interval_s,
-        privacy_default=cluster.request_privacy,
+    config = OrchestratorConfig.model_validate(  # as `edgesplit orchestrator` builds it from the file
+        {
+            "thresholds": cluster.thresholds.model_dump(),
+            "monitor_interval_s": settings.monitor_interval_s,
+            "privacy_default": cluster.request_privacy,
+        }
     )
     facts = declared_facts(cluster.model_copy(update={"emulation": None}))
     return SimWorld(scenario, marked, facts, privacy, config, settings)
