@@ -7,6 +7,7 @@ from sim_world import COLLAPSE, COLLAPSE_AT_S, KILL_MEC1, make_world, mean_laten
 
 from edgesplit.orchestrator.triggers import active_links
 from edgesplit.sim.engine import SimRun
+from edgesplit.sim.world import SimSettings
 
 
 def _uses_link(run: SimRun, t: float, a: str, b: str) -> bool:
@@ -73,3 +74,31 @@ def test_static_after_node_loss_fails_requests() -> None:
     result = outcome.results["static"]
     assert result.reconfigurations == 0
     assert result.failed > 0
+
+
+def test_oracle_moves_within_a_cycle_of_the_collapse() -> None:
+    _, run = run_mode(make_world(COLLAPSE, 20.0), "oracle")
+    after = [t for t, _ in run.plans if t >= COLLAPSE_AT_S]
+    assert after and after[0] < COLLAPSE_AT_S + 1.5  # Δt = 1 s, then prepare + commit
+
+
+def test_a_plan_serves_only_after_its_prepare_loaded_the_weights_and_its_commit() -> None:
+    slow_disk = SimSettings(disk_read_bytes_per_s=1e6)  # 1 MB/s: loading takes seconds
+    world = make_world(None, 5.0, settings=slow_disk)
+    _, run = run_mode(world, "adaptive")
+    t, plan = run.plans[0]
+    most = max(sum(world.blocks[b].param_bytes for b in plan.blocks_on(n)) for n in plan.nodes)
+    expected = -slow_disk.lead_in_s + slow_disk.prepare_base_s + most / 1e6 + slow_disk.commit_s
+    assert most > 500_000 and abs(t - expected) < 1e-9
+    assert min(s for s, _, _ in run.steps) >= 0  # the load starts after the deployment was live
+
+
+def test_a_memory_cap_reported_by_the_node_bounds_what_the_planner_puts_there() -> None:
+    capped = [("mec1: {speed_factor: 1.0}", "mec1: {speed_factor: 1.0, memory_cap: 900KB}")]
+    free = run_mode(make_world(None, 5.0), "adaptive")[1].plans[0][1]
+    blocks = make_world(None, 5.0).blocks
+    assert sum(blocks[b].param_bytes for b in free.blocks_on("mec1")) > 900_000  # the cap matters
+    _, run = run_mode(make_world(None, 5.0, edits=capped), "adaptive")
+    plan = run.plans[0][1]
+    assert sum(blocks[b].param_bytes for b in plan.blocks_on("mec1")) <= 900_000
+    assert not [d for d in run.decisions if d.outcome.value == "aborted"]

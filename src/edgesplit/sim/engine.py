@@ -237,9 +237,9 @@ class ClusterSim:
             )
         yield self.env.timeout(s.prepare_base_s + load_s)
         prepare_s = self.env.now - started
-        down = frozenset(n for n in plan.nodes if not self.nodes[n].up)
-        if down:
-            self._note(self.core.aborted(plan.epoch, self.now, down, prepare_s).event)
+        failed = frozenset(n for n in plan.nodes if not self.nodes[n].up or not self._fits(n, plan))
+        if failed:
+            self._note(self.core.aborted(plan.epoch, self.now, failed, prepare_s).event)
             return
         for n in plan.nodes:
             self.nodes[n].epochs[plan.epoch] = tuple(
@@ -257,6 +257,12 @@ class ClusterSim:
         self._note(self.core.committed(plan.epoch, self.now, prepare_s, s.commit_s).event)
         if old is not None:
             self.env.process(self._release(old.epoch))
+
+    def _fits(self, node: str, plan: Plan) -> bool:
+        """A node refuses a prepare that would hold more weights than its memory cap (node/service.py)."""
+        cap = self.truth.nodes[node].memory_cap_bytes
+        need = self.nodes[node].holds() | plan.blocks_on(node)
+        return cap is None or sum(self.world.blocks[b].param_bytes for b in need) <= cap
 
     def _release(self, epoch: int) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(self.world.settings.release_delay_s)
