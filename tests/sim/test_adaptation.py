@@ -102,3 +102,16 @@ def test_a_memory_cap_reported_by_the_node_bounds_what_the_planner_puts_there() 
     plan = run.plans[0][1]
     assert sum(blocks[b].param_bytes for b in plan.blocks_on("mec1")) <= 900_000
     assert not [d for d in run.decisions if d.outcome.value == "aborted"]
+
+
+def test_static_redeploys_the_same_plan_on_a_node_that_came_back() -> None:
+    events = [*KILL_MEC1, "{at_s: 16, kind: node_return, node: mec1}"]
+    _, run = run_mode(make_world(events, 30.0), "static")
+    first = run.plans[0][1]
+    assert "mec1" in first.assignment
+    again = [(t, p) for t, p in run.plans if t > 16.0]
+    assert again and all(p.assignment == first.assignment for _, p in again)  # nothing ever moves
+    late = [r for r in run.records if r.send_s > again[0][0] + 1.0]
+    lost = [r for r in run.records if 10.5 < r.send_s < 15.0]
+    assert late and all(r.status == "ok" for r in late)
+    assert lost and all(r.end_s > again[0][0] or r.status != "ok" for r in lost)  # served only after
