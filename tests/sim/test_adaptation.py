@@ -104,14 +104,29 @@ def test_a_memory_cap_reported_by_the_node_bounds_what_the_planner_puts_there() 
     assert not [d for d in run.decisions if d.outcome.value == "aborted"]
 
 
+RETURN = [*KILL_MEC1, "{at_s: 16, kind: node_return, node: mec1}"]
+
+
 def test_static_redeploys_the_same_plan_on_a_node_that_came_back() -> None:
-    events = [*KILL_MEC1, "{at_s: 16, kind: node_return, node: mec1}"]
-    _, run = run_mode(make_world(events, 30.0), "static")
+    carry_on = SimSettings(restart_resets_seq=False)  # see the next test for the live behaviour
+    _, run = run_mode(make_world(RETURN, 30.0, settings=carry_on), "static")
     first = run.plans[0][1]
     assert "mec1" in first.assignment
     again = [(t, p) for t, p in run.plans if t > 16.0]
     assert again and all(p.assignment == first.assignment for _, p in again)  # nothing ever moves
+    assert again[0][0] < 16.0 + 5.0  # its first report, then FixedController's settle time
     late = [r for r in run.records if r.send_s > again[0][0] + 1.0]
     lost = [r for r in run.records if 10.5 < r.send_s < 15.0]
     assert late and all(r.status == "ok" for r in late)
     assert lost and all(r.end_s > again[0][0] or r.status != "ok" for r in lost)  # served only after
+
+
+def test_a_restarted_node_is_heard_again_only_once_its_report_count_passes_the_old_one() -> None:
+    """Live node agents count reports from 1 after a restart and the profiler drops reports that are not
+    newer: mec1 sent one report a cycle for 15 s before dying, so the orchestrator (here: the static
+    baseline waiting to re-deploy) hears from it again about 15 cycles after it came back."""
+    _, live_like = run_mode(make_world(RETURN, 40.0), "static")
+    _, carry_on = run_mode(make_world(RETURN, 40.0, settings=SimSettings(restart_resets_seq=False)), "static")
+    redeploy = [t for t, _ in live_like.plans if t > 16.0]
+    prompt = [t for t, _ in carry_on.plans if t > 16.0]
+    assert redeploy and prompt and redeploy[0] > prompt[0] + 10.0

@@ -74,7 +74,7 @@ class ClusterSim:
         s = world.settings
         self.env = simpy.Environment()
         self.truth = TrueCluster(world.scenario.cluster(), world.blocks)
-        self.sensors = Sensors(self.truth, s.noise, s.seed)
+        self.sensors = Sensors(self.truth, s.noise, s.seed, s.restart_resets_seq)
         self.nodes = {n: SimNode(self.env, n, self.truth) for n in sorted(self.truth.nodes)}
         self.links = Links(self.env, self.truth)
         scenario = world.scenario
@@ -172,7 +172,7 @@ class ClusterSim:
                 if n in joined:
                     reports.append(self.sensors.node_report(n, record, covered))
                 else:
-                    reports.append(self.sensors.join_profile(n))
+                    reports.append(self.sensors.join_profile(n, restarted=True))
                     joined.add(n)
             probes = self.sensors.probes(self._live_pairs())
             inputs = self.sensors.monitoring_inputs(reports, probes, self.gateway.take_interval(), covered)

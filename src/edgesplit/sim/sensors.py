@@ -72,11 +72,14 @@ class GatewayInterval:
 class Sensors:
     """Turns one interval's true records into ``MonitoringInputs``; one seeded RNG for all noise."""
 
-    def __init__(self, truth: TrueCluster, noise: NoiseSettings, seed: int) -> None:
+    def __init__(
+        self, truth: TrueCluster, noise: NoiseSettings, seed: int, restart_resets_seq: bool = True
+    ) -> None:
         self._truth = truth
         self.noise = noise
         self._rng = random.Random(seed)
         self._seq: dict[str, int] = {}
+        self._restart_resets_seq = restart_resets_seq
 
     def _lognormal(self, sigma: float) -> float:
         return math.exp(self._rng.gauss(0.0, sigma)) if sigma > 0 else 1.0
@@ -84,8 +87,10 @@ class Sensors:
     def _util(self, value: float) -> float:
         return min(1.0, max(0.0, value + self._rng.gauss(0.0, self.noise.utilization_sigma)))
 
-    def join_profile(self, node: str) -> NodeTelemetry:
+    def join_profile(self, node: str, restarted: bool = False) -> NodeTelemetry:
         """A node's first report: every block timed once at its current load (node/join_profile.py)."""
+        if restarted and self._restart_resets_seq:
+            self._seq[node] = 0  # a new process
         t = self._truth
         truth = t.nodes[node]
         profile = {

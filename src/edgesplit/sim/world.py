@@ -51,6 +51,10 @@ class SimSettings:
     probe_peers: int | None = None
     """Peers each node probes per cycle, round-robin (None: every peer every cycle, as live nodes do;
     at 100 nodes that is 4,950 probe results a cycle for the controller to fold in)."""
+    restart_resets_seq: bool = True
+    """A restarted node counts its reports from 1 again, as a live node agent does (node/telemetry.py);
+    the profiler ignores reports not newer than the last one it saw, so the orchestrator hears from the
+    node again only once the new count passes the old one. False: the count carries on."""
     failover_poll_s: float = 0.05
     """A session whose chain lost a node re-checks the gateway's plan this often."""
     drain_s: float = 60.0
