@@ -83,3 +83,20 @@ def test_a_run_prints_table_5_and_writes_results(
     assert doc.modes["adaptive"].requests == doc.modes["static"].requests > 0
     report = (out / "report.md").read_text()
     assert report.startswith("# edgesplit sim: sim-test") and "Measured by the harness" not in report
+
+
+def test_scaled_runs_with_the_same_seed_write_identical_results(
+    scenario_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sim_run, "model_blocks", lambda scenario, base_dir=None: make_blocks())
+    texts = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        result = invoke(
+            str(scenario_file), "--modes", "adaptive", "--nodes", "12", "--seed", "5", "--out", str(out)
+        )
+        assert result.exit_code == 0, result.output
+        assert "12 nodes" in result.stdout
+        texts.append((out / "results.json").read_text())
+    assert texts[0] == texts[1]
+    assert ResultsFile.model_validate_json(texts[0]).modes["adaptive"].requests > 0
