@@ -19,6 +19,7 @@ from edgesplit.cli import (
     node_cmd,
     plan_cmd,
     services_cmd,
+    sim_cmd,
 )
 from edgesplit.errors import EdgesplitError
 
@@ -44,7 +45,17 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (model_cmd, generate_cmd, plan_cmd, node_cmd, services_cmd, bench_cmd, demo_cmd, certs_cmd):
+for module in (
+    model_cmd,
+    generate_cmd,
+    plan_cmd,
+    node_cmd,
+    services_cmd,
+    bench_cmd,
+    sim_cmd,
+    demo_cmd,
+    certs_cmd,
+):
     module.register(app)
 
 
