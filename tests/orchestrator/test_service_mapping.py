@@ -9,7 +9,7 @@ from edgesplit.orchestrator.events import Action, DecisionEvent, Outcome, Trigge
 from edgesplit.orchestrator.plans import Plan
 from edgesplit.orchestrator.problem_builder import BlockCost
 from edgesplit.orchestrator.profiler import CapacityProfiler, NodeTelemetry
-from edgesplit.orchestrator.service import describe, gateway_inputs, to_node_telemetry
+from edgesplit.orchestrator.service import _NodeSeen, describe, fold_report, gateway_inputs, to_node_telemetry
 from edgesplit.wire.messages import SegmentStats, TelemetrySnapshot
 
 
@@ -95,3 +95,21 @@ def test_a_node_holding_only_zero_work_blocks_has_no_speed_yet() -> None:
     assert prof.snapshot(0.0).nodes["device"].speed is None
     prof.add_node_report(NodeTelemetry("device", 2, 0.1, 1.0, 0.1, block_decode_s={0: 0.0004, 1: 0.001}), 1.0)
     assert prof.snapshot(1.0).nodes["device"].speed == pytest.approx(2.0)  # block 1: 2 ms of work in 1 ms
+
+
+def test_a_restarted_node_is_heard_at_once() -> None:
+    """A node process that restarts counts its reports from 1 again: its first report must be folded
+    in (not dropped as older than the last one of the previous process) and cover its new uptime."""
+    seen = _NodeSeen()
+    profiler = CapacityProfiler({2: 0.005, 3: 0.005})
+    for i in range(1, 31):  # 30 reports from the first process
+        report, _ = fold_report(seen, snap(float(i), 0.1 * i, i, (1,)))
+        assert profiler.add_node_report(report, float(i)) and not report.restarted
+    report, _ = fold_report(seen, snap(2.0, 0.5, 1, ()))  # the new process, 2 s old
+    assert report.restarted and report.seq == 1
+    assert report.interval_s == 2.0 and report.busy_s == 0.5
+    assert profiler.add_node_report(report, 40.0)
+    # Its next report is an ordinary one again; a duplicate of it is still refused.
+    report, _ = fold_report(seen, snap(3.0, 0.6, 2, ()))
+    assert not report.restarted and profiler.add_node_report(report, 41.0)
+    assert not profiler.add_node_report(report, 41.5)

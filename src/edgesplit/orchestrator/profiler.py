@@ -47,6 +47,8 @@ class NodeTelemetry:
     profile_decode_s: Mapping[int, float] = field(default_factory=dict)
     """Join-time profile (block → seconds per decode step), used until live timings exist."""
     profile_utilization: float = 0.0
+    restarted: bool = False
+    """The node process restarted since its previous report: its ``seq`` counts from 1 again."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ class CapacityProfiler:
     def add_node_report(self, report: NodeTelemetry, now_s: float) -> bool:
         """Fold one node report in; returns False for a stale or duplicate report (seq not newer)."""
         track = self._nodes.get(report.node_id)
-        if track is not None and report.seq <= track.latest.seq:
+        if track is not None and report.seq <= track.latest.seq and not report.restarted:
             return False
         if track is None:
             track = _NodeTrack(self._ewma(), self._ewma(), self._ewma(), report, now_s)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from edgesplit.errors import EdgesplitError
@@ -90,6 +90,18 @@ def to_node_telemetry(now: TelemetrySnapshot, before: TelemetrySnapshot | None) 
         profile_decode_s=dict(now.profile_decode_s),
         profile_utilization=now.profile_utilization,
     )
+
+
+def fold_report(seen: _NodeSeen, snap: TelemetrySnapshot) -> tuple[NodeTelemetry, list[LinkObservation]]:
+    """One node's new snapshot against its previous one → its report and new probe results. A
+    restarted node (uptime went back) starts its counters, ``seq`` and probe numbers again."""
+    restarted = seen.last is not None and snap.uptime_s < seen.last.uptime_s
+    if restarted:
+        seen.last = None
+    report = replace(to_node_telemetry(snap, seen.last), restarted=restarted)
+    observations = probe_observations(snap, seen.last)
+    seen.last = snap
+    return report, observations
 
 
 def probe_observations(now: TelemetrySnapshot, before: TelemetrySnapshot | None) -> list[LinkObservation]:
@@ -230,10 +242,9 @@ class OrchestratorService:
         reports = []
         probes: list[LinkObservation] = []
         for node_id, snap in (await self._collect_telemetry()).items():
-            seen = self._seen.setdefault(node_id, _NodeSeen())
-            reports.append(to_node_telemetry(snap, seen.last))
-            probes += probe_observations(snap, seen.last)
-            seen.last = snap
+            report, observations = fold_report(self._seen.setdefault(node_id, _NodeSeen()), snap)
+            reports.append(report)
+            probes += observations
         observed = await self._observations()
         latencies, links, workload = gateway_inputs(
             observed, self.core.controller.plan, self.blocks, self.source, self.settings.interval_s
