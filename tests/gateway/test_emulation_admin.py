@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +12,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from gateway_factories import GatewayFactory, assert_openai_error, fake_gateway_app
-from gateway_fakes import FakeChain
+from gateway_fakes import ShapedChain
 
 from edgesplit.gateway.text import TextCodec
 from edgesplit.transport.grpc_client import GrpcSegmentClient
 from edgesplit.transport.link import LinkSpec
 
 COLLAPSE = {"links": {"mec1": {"bandwidth_mbps": 8, "rtt_ms": 200}, "cloud": {"rtt_ms": 40}}}
-
-
-@dataclass
-class ShapedChain(FakeChain):
-    """The fake chain plus the transport's link switch, recording every replacement."""
-
-    replaced: list[tuple[dict[str, LinkSpec], LinkSpec | None]] = field(default_factory=list)
-
-    def set_links(self, links: dict[str, LinkSpec], default_link: LinkSpec | None = None) -> None:
-        self.replaced.append((links, default_link))
 
 
 @pytest.fixture
