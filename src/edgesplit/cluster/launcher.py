@@ -66,6 +66,8 @@ class LocalCluster:
     """Debugging only: plain gRPC. By default a fresh CA in ``run_dir/pki`` certifies every process."""
     admin_tls: TlsConfig | None = None
     """`edgesplit up`'s own (admin) certificate, for control calls such as the trace player's."""
+    startup_s: dict[str, float] = field(default_factory=dict)
+    """Seconds each start-up stage took (certificates, nodes, gateway, orchestrator: plan + deploy)."""
     _starts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     """How many processes each node has had (its run files are numbered by it)."""
 
@@ -94,10 +96,19 @@ class LocalCluster:
         from edgesplit.orchestrator.signing import load_or_create_private_key, public_key_text
 
         deadline = time.monotonic() + timeout_s
+        stage = time.monotonic()
+
+        def done(name: str) -> None:
+            nonlocal stage
+            now = time.monotonic()
+            self.startup_s[name] = now - stage
+            stage = now
+
         # 0) The orchestrator's signing key (in its state folder); every node trusts its public half.
         state_dir = self.run_dir / "orchestrator"
         public_key = public_key_text(load_or_create_private_key(state_dir / "orchestrator_ed25519.pem"))
         tls_args = [] if self.insecure else self._issue_certs()
+        done("certificates")
         # 1) One node agent per node, on a loopback port of its own choosing.
         ready = {}
         for node in self.cluster.nodes:
@@ -125,6 +136,7 @@ class LocalCluster:
             self.addresses[node.id] = self._await_ready(f"node {node.id}", ready[node.id], deadline)[
                 "address"
             ]
+        done("nodes")
         # 2) The gateway on the source node, knowing every node's address and PID.
         pids = {c.name.removeprefix("node "): c.proc.pid for c in self.children}
         gw = gateway_config(self.cluster, self.model_path, self.addresses, pids)
@@ -146,6 +158,7 @@ class LocalCluster:
             ],
         )
         self.gateway_url = self._await_ready("gateway", gw_ready, deadline)["url"]
+        done("gateway")
         # 3) The orchestrator: declared facts and addresses only (no emulation section); deploys epoch 1,
         #    then monitors and reconfigures.
         orch_path = self.run_dir / "cluster.orchestrator.yaml"
@@ -168,6 +181,7 @@ class LocalCluster:
         )
         self.plan = self._await_ready("orchestrator", orch_ready, deadline)
         self.orchestrator_url = str(self.plan.get("http_url", ""))
+        done("orchestrator")
         return self.gateway_url
 
     def _spawn(self, name: str, args: list[str]) -> None:
@@ -234,11 +248,12 @@ class LocalCluster:
         self._spawn(f"node {node_id}", ["node", "--config", str(path)])
         self._await_ready(f"node {node_id}", ready, time.monotonic() + timeout_s)
 
-    def stop(self) -> None:
-        """SIGTERM every process group (orchestrator, gateway, then nodes), SIGKILL what is left."""
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM every process group (orchestrator, gateway, then nodes), SIGKILL what is left after
+        ``grace_s``."""
         for child in reversed(self.children):
             _signal_group(child.proc, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
+        deadline = time.monotonic() + grace_s
         for child in reversed(self.children):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))

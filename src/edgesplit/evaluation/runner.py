@@ -29,8 +29,12 @@ MONITOR_INTERVAL_S = 1.0
 SAMPLE_INTERVAL_S = 1.0
 WARMUP_REQUESTS = 3
 
+STOP_GRACE_S = 2.0
+"""After the measurement nothing needs a graceful exit: SIGKILL what has not stopped by then."""
+
 ProgressFn = Callable[[str, str, int, int], None]
-"""``(mode, phase, done, total)``; phases: starting, warm-up, load, stopping, done."""
+"""``(mode, phase, done, total)``; phases in order: starting, warm-up, load, drain (the last request
+has been sent; waiting for the stragglers), stopping, done."""
 NarrateFn = Callable[[str, float, str], None]
 """``(mode, t_s, line)``: an event applied or an orchestrator decision, as it happens."""
 
@@ -121,6 +125,9 @@ def run_mode(
     try:
         local.start(START_TIMEOUT_S)
         run = ModeRun(initial_plan=dict(local.plan))
+        if narrate is not None:
+            stages = ", ".join(f"{name} {s:.1f} s" for name, s in local.startup_s.items())
+            narrate(mode, 0.0, f"cluster up in {sum(local.startup_s.values()):.1f} s ({stages})")
         disturbances = Disturbances(
             local, scenario.events, state, truth_path if setup.live_truth else None, None
         )
@@ -128,7 +135,7 @@ def run_mode(
     finally:
         if progress is not None:
             progress(mode, "stopping", 0, len(schedule))
-        local.stop()
+        local.stop(STOP_GRACE_S)
     return records, run
 
 
@@ -164,15 +171,23 @@ async def _drive(
                 narrate(mode, t_s, f"event: {label}")
 
         disturbances.on_event = on_event
-        done = 0
+        done, phase = 0, "load"
 
         def on_done(_: Any) -> None:
             nonlocal done
             done += 1
             if progress is not None:
-                progress(mode, "load", done, len(schedule))
+                progress(mode, phase, done, len(schedule))
+
+        def draining() -> None:
+            nonlocal phase
+            phase = "drain"
+            if progress is not None:
+                progress(mode, phase, done, len(schedule))
 
         stop = asyncio.Event()
+        if progress is not None:
+            progress(mode, phase, 0, len(schedule))
         load = asyncio.create_task(
             run_open_loop(url, model, schedule, timeout_s=timeout_s, on_done=on_done, start_monotonic=t0)
         )
@@ -181,6 +196,8 @@ async def _drive(
             asyncio.create_task(_sample_utilization(local, stop, run)),
             asyncio.create_task(_follow_events(http, url, seq, t0_wall, stop, run, mode, narrate)),
         ]
+        last_send = max((r.at_s for r in schedule), default=0.0)
+        side.append(asyncio.create_task(_at(t0 + last_send, draining)))
         try:
             records = await load
             # Every event is due before the end of the load; one still under way (a node restart
@@ -189,11 +206,17 @@ async def _drive(
                 await asyncio.wait_for(asyncio.shield(side[0]), RESTART_TIMEOUT_S)
         finally:
             stop.set()
-            side[0].cancel()
+            for task in (side[0], side[-1]):
+                task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
         await _collect_events(http, url, seq, t0_wall, run, mode, None)
     run.errors += disturbances.errors
     return list(records)
+
+
+async def _at(at_monotonic: float, action: Callable[[], None]) -> None:
+    await asyncio.sleep(max(0.0, at_monotonic - time.monotonic()))
+    action()
 
 
 async def _warm_up(http: Any, url: str, model: str, request: Any) -> None:
