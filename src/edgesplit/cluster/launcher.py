@@ -66,6 +66,10 @@ class LocalCluster:
     """Debugging only: plain gRPC. By default a fresh CA in ``run_dir/pki`` certifies every process."""
     admin_tls: TlsConfig | None = None
     """`edgesplit up`'s own (admin) certificate, for control calls such as the trace player's."""
+    early_gateway: bool = False
+    """Start the gateway alongside the node agents rather than after them (a shorter start-up on a
+    busy machine); it then learns node addresses from the committed plans, so GET /v1/cluster shows
+    no node telemetry. For evaluation runs, which measure nodes themselves."""
     startup_s: dict[str, float] = field(default_factory=dict)
     """Seconds each start-up stage took (certificates, nodes, gateway, orchestrator: plan + deploy)."""
     _starts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
@@ -110,53 +114,18 @@ class LocalCluster:
         tls_args = [] if self.insecure else self._issue_certs()
         done("certificates")
         # 1) One node agent per node, on a loopback port of its own choosing.
-        ready = {}
-        for node in self.cluster.nodes:
-            cfg_path = self.run_dir / f"node-{node.id}.yaml"
-            ready[node.id] = self.run_dir / f"node-{node.id}.ready"
-            cfg = node_config(
-                self.cluster,
-                node.id,
-                self.model_path,
-                "127.0.0.1:0",
-                ready[node.id],
-                num_blocks_of(self.model_path),
-            )
-            cfg["orchestrator_public_key"] = public_key
-            cfg["state_dir"] = str(self.run_dir / f"node-{node.id}-state")  # its highest accepted epoch
-            if self.cluster.shards.fetch:  # weights come from the orchestrator's shard registry
-                del cfg["model"]
-                cfg["shard_cache"] = str(self.run_dir / f"node-{node.id}-shards")
-                cfg["standby_blocks"] = self.cluster.shards.standby_blocks
-            if not self.insecure:
-                cfg["tls"] = TlsFilesConfig.in_dir(self.pki_dir, node.id).model_dump(mode="json")
-            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            self._spawn(f"node {node.id}", ["node", "--config", str(cfg_path)])
+        ready = {node.id: self._spawn_node(node.id, public_key) for node in self.cluster.nodes}
+        # 2) The gateway on the source node: with every node's address once they are ready, or (early)
+        #    at once, alongside the nodes, learning addresses from the committed plan instead.
+        if self.early_gateway:
+            gw_ready = self._spawn_gateway(tls_args)
         for node in self.cluster.nodes:
             self.addresses[node.id] = self._await_ready(f"node {node.id}", ready[node.id], deadline)[
                 "address"
             ]
         done("nodes")
-        # 2) The gateway on the source node, knowing every node's address and PID.
-        pids = {c.name.removeprefix("node "): c.proc.pid for c in self.children}
-        gw = gateway_config(self.cluster, self.model_path, self.addresses, pids)
-        gw_path = self.run_dir / "gateway.json"
-        gw_path.write_text(gw.model_dump_json(indent=2))
-        gw_ready = self.run_dir / "gateway.ready"
-        listen = f"127.0.0.1:{self.cluster.gateway.port}"
-        self._spawn(
-            "gateway",
-            [
-                "gateway",
-                "--config",
-                str(gw_path),
-                "--listen",
-                listen,
-                "--ready-file",
-                str(gw_ready),
-                *tls_args,
-            ],
-        )
+        if not self.early_gateway:
+            gw_ready = self._spawn_gateway(tls_args)
         self.gateway_url = self._await_ready("gateway", gw_ready, deadline)["url"]
         done("gateway")
         # 3) The orchestrator: declared facts and addresses only (no emulation section); deploys epoch 1,
@@ -183,6 +152,38 @@ class LocalCluster:
         self.orchestrator_url = str(self.plan.get("http_url", ""))
         done("orchestrator")
         return self.gateway_url
+
+    def _spawn_node(self, node_id: str, public_key: str) -> Path:
+        """Write the node's config and start it; returns its ready file."""
+        cfg_path = self.run_dir / f"node-{node_id}.yaml"
+        ready = self.run_dir / f"node-{node_id}.ready"
+        cfg = node_config(
+            self.cluster, node_id, self.model_path, "127.0.0.1:0", ready, num_blocks_of(self.model_path)
+        )
+        cfg["orchestrator_public_key"] = public_key
+        cfg["state_dir"] = str(self.run_dir / f"node-{node_id}-state")  # its highest accepted epoch
+        if self.cluster.shards.fetch:  # weights come from the orchestrator's shard registry
+            del cfg["model"]
+            cfg["shard_cache"] = str(self.run_dir / f"node-{node_id}-shards")
+            cfg["standby_blocks"] = self.cluster.shards.standby_blocks
+        if not self.insecure:
+            cfg["tls"] = TlsFilesConfig.in_dir(self.pki_dir, node_id).model_dump(mode="json")
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self._spawn(f"node {node_id}", ["node", "--config", str(cfg_path)])
+        return ready
+
+    def _spawn_gateway(self, tls_args: list[str]) -> Path:
+        """Write the gateway's config (the node addresses known so far, every node's PID) and start it;
+        returns its ready file."""
+        pids = {c.name.removeprefix("node "): c.proc.pid for c in self.children if c.name.startswith("node ")}
+        gw = gateway_config(self.cluster, self.model_path, self.addresses, pids)
+        gw_path = self.run_dir / "gateway.json"
+        gw_path.write_text(gw.model_dump_json(indent=2))
+        ready = self.run_dir / "gateway.ready"
+        listen = f"127.0.0.1:{self.cluster.gateway.port}"
+        args = ["gateway", "--config", str(gw_path), "--listen", listen, "--ready-file", str(ready)]
+        self._spawn("gateway", [*args, *tls_args])
+        return ready
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = self.run_dir / (name.replace(" ", "-") + ".log")

@@ -119,7 +119,9 @@ def run_mode(
     state.truth(0.0).write(truth_path)  # static plans on it at start; the oracle follows it
     setup = mode_setup(mode, cluster, privacy_blocks, num_blocks, run_dir, truth_path)
     args = ["--interval", str(MONITOR_INTERVAL_S), *setup.orchestrator_args]
-    local = LocalCluster(cluster, model_path, run_dir=run_dir, keep_run_dir=True, orchestrator_args=args)
+    local = LocalCluster(
+        cluster, model_path, run_dir=run_dir, keep_run_dir=True, orchestrator_args=args, early_gateway=True
+    )
     if progress is not None:
         progress(mode, "starting", 0, len(schedule))
     try:
@@ -158,10 +160,12 @@ async def _drive(
     async with httpx.AsyncClient(timeout=30.0) as http:
         if progress is not None:
             progress(mode, "warm-up", 0, WARMUP_REQUESTS)
-        for i in range(WARMUP_REQUESTS):
-            await _warm_up(http, url, model, schedule[i % len(schedule)])
-            if progress is not None:
-                progress(mode, "warm-up", i + 1, WARMUP_REQUESTS)
+        # Together: each only has to make every node of the plan run its blocks once before t = 0.
+        await asyncio.gather(
+            *(_warm_up(http, url, model, schedule[i % len(schedule)]) for i in range(WARMUP_REQUESTS))
+        )
+        if progress is not None:
+            progress(mode, "warm-up", WARMUP_REQUESTS, WARMUP_REQUESTS)
         seq = await _last_event_seq(http, url)
         t0, t0_wall = time.monotonic(), time.time()
 
@@ -196,7 +200,7 @@ async def _drive(
             asyncio.create_task(_sample_utilization(local, stop, run)),
             asyncio.create_task(_follow_events(http, url, seq, t0_wall, stop, run, mode, narrate)),
         ]
-        last_send = max((r.at_s for r in schedule), default=0.0)
+        last_send = max((r.send_at_s for r in schedule), default=0.0)
         side.append(asyncio.create_task(_at(t0 + last_send, draining)))
         try:
             records = await load
