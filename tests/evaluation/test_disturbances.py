@@ -158,3 +158,40 @@ def test_up_trace_player_reshapes_the_gateway_when_a_source_link_changes() -> No
     assert [(t, who) for t, who in player.applied if who == "gateway"] == [(0.2, "gateway")]
     ((links, default),) = chain.replaced  # the mec1~cloud change is not the gateway's
     assert links == {"mec1": LinkSpec(400e6, 0.09)} and default == LinkSpec()
+
+
+def test_a_paused_cluster_takes_no_cpu_resumes_and_still_stops_by_sigterm(tmp_path: Path) -> None:
+    """What the runner does to a cluster started ahead of its turn (pause, resume) and on cleanup."""
+    import subprocess
+
+    import psutil
+
+    from edgesplit.cluster.launcher import Child, LocalCluster
+
+    local = LocalCluster(parse_cluster(CLUSTER), tmp_path, run_dir=tmp_path / "run", keep_run_dir=True)
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"], start_new_session=True
+    )  # busy on purpose: a paused one must not add CPU time
+    local.children.append(Child("node n1", spinner, tmp_path / "n1.log"))
+    try:
+        proc = psutil.Process(spinner.pid)
+        local.pause()
+        deadline = time.monotonic() + 5
+        while proc.status() != psutil.STATUS_STOPPED:
+            assert time.monotonic() < deadline, proc.status()
+            time.sleep(0.02)
+        cpu = proc.cpu_times().user
+        time.sleep(0.3)
+        assert proc.cpu_times().user == cpu
+        local.resume()
+        deadline = time.monotonic() + 5
+        while proc.cpu_times().user == cpu:
+            assert time.monotonic() < deadline, "the resumed process never ran"
+            time.sleep(0.02)
+        local.pause()
+        local.stop(grace_s=5.0)  # paused: it must get the SIGTERM, not wait for the SIGKILL
+        assert spinner.returncode == -15
+    finally:
+        if spinner.poll() is None:
+            spinner.kill()
+            spinner.wait()

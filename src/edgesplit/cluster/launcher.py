@@ -249,11 +249,22 @@ class LocalCluster:
         self._spawn(f"node {node_id}", ["node", "--config", str(path)])
         self._await_ready(f"node {node_id}", ready, time.monotonic() + timeout_s)
 
+    def pause(self) -> None:
+        """SIGSTOP every process group: the cluster takes no CPU until ``resume`` (one started ahead
+        of its turn must not slow down the cluster being measured)."""
+        for child in self.children:
+            _signal_group(child.proc, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for child in self.children:
+            _signal_group(child.proc, signal.SIGCONT)
+
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """SIGTERM every process group (orchestrator, gateway, then nodes), SIGKILL what is left after
-        ``grace_s``."""
+        """SIGTERM every process group (orchestrator, gateway, then nodes; a paused one is continued so
+        it can exit), SIGKILL what is left after ``grace_s``."""
         for child in reversed(self.children):
             _signal_group(child.proc, signal.SIGTERM)
+            _signal_group(child.proc, signal.SIGCONT)
         deadline = time.monotonic() + grace_s
         for child in reversed(self.children):
             with contextlib.suppress(subprocess.TimeoutExpired):
