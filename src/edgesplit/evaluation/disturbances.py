@@ -22,7 +22,6 @@ from edgesplit.cluster.roles import node_emulation
 from edgesplit.errors import EdgesplitError
 from edgesplit.evaluation.oracle import TrueLink, TrueNode, Truth
 from edgesplit.node.config import EmulationConfig
-from edgesplit.transport.node_admin import NodeAdmin
 
 RESTART_TIMEOUT_S = 90.0
 UNSHAPED_MBPS = 100_000.0
@@ -168,6 +167,8 @@ class Disturbances:
             self.state.truth(time.monotonic() - self._t0).write(self.truth_path)
 
     async def _push(self, nodes: list[str]) -> None:
+        from edgesplit.transport.node_admin import NodeAdmin  # the data plane's client: imports torch
+
         for node in nodes:
             if node in self.state.down:
                 continue  # applied when it comes back (its restart config carries the section)

@@ -25,7 +25,6 @@ from edgesplit.evaluation.disturbances import RESTART_TIMEOUT_S, Disturbances, E
 from edgesplit.evaluation.event_log import collect_events, follow_events, last_event_seq
 from edgesplit.evaluation.modes import mode_setup
 from edgesplit.evaluation.scenario import Scenario
-from edgesplit.transport.node_admin import NodeAdmin
 
 START_TIMEOUT_S = 240.0
 MONITOR_INTERVAL_S = 1.0
@@ -224,6 +223,10 @@ def _start_together(
             progress(ready.mode, "waiting", 0, total)
 
     futures = [pool.submit(start, i, ready) for i, ready in enumerate(group)]
+    # This process's own data-plane client pulls in torch (seconds of CPU): load it now, while the
+    # clusters start, rather than before them or during a measurement.
+    import edgesplit.transport.node_admin  # noqa: F401
+
     for future in futures:
         future.result()
 
@@ -325,6 +328,8 @@ async def _warm_up(http: Any, url: str, model: str, request: Any) -> None:
 
 async def _sample_utilization(local: Any, stop: asyncio.Event, run: ModeRun) -> None:
     """Every second: mean over live nodes of the share of time each spent executing steps (Δbusy/Δt)."""
+    from edgesplit.transport.node_admin import NodeAdmin
+
     tls = getattr(local, "admin_tls", None)
     last: dict[str, tuple[float, float]] = {}
     admins: dict[str, NodeAdmin] = {}
