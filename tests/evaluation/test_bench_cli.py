@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from edgesplit.cli.bench_cmd import PhaseTimes
 from edgesplit.cli.main import app
 from edgesplit.evaluation import runner
 from edgesplit.evaluation.load import RequestRecord
@@ -111,8 +112,10 @@ def test_a_run_writes_results_report_and_plots(
         calls.append((scenario.name, modes))
         results, timelines = {}, {}
         for mode, latency in zip(modes, (900.0, 150.0), strict=True):
+            progress(mode, "starting", 0, 20)
             progress(mode, "load", 20, 20)
             narrate(mode, 4.0, "event: link device-mec1 5 Mbit/s")
+            progress(mode, "done", 20, 20)
             records = fake_records(latency)
             results[mode] = summarize(
                 records,
@@ -143,3 +146,32 @@ def test_a_run_writes_results_report_and_plots(
     assert "adaptive SLA hit-rate: 1.000 (target ≥ 0.95) — holds" in result.output
     assert "adaptive p95 vs static p95: 150 / 900 ms = 0.17× (target ≤ 0.6×) — holds" in result.output
     assert str(out / "results.json") in result.output.replace("\n", "")
+    timing = next(line for line in result.output.splitlines() if line.startswith("time: "))
+    assert "static: starting" in timing and "adaptive: starting" in timing and "report" in timing
+
+
+def test_phase_times_add_up_each_modes_phases_from_the_progress_calls() -> None:
+    now = [100.0]
+    phases = PhaseTimes(clock=lambda: now[0])
+
+    def at(t: float, mode: str, phase: str) -> None:
+        now[0] = 100.0 + t
+        phases.enter(mode, phase)
+
+    at(0, "static", "starting")
+    at(20, "static", "warm-up")
+    at(22, "static", "load")
+    at(30, "static", "load")  # progress within a phase: not a new phase
+    at(67, "static", "drain")
+    at(70, "static", "stopping")
+    at(72, "static", "done")
+    at(72, "adaptive", "starting")
+    at(90, "adaptive", "done")
+    assert phases.seconds == {
+        "static": {"starting": 20, "warm-up": 2, "load": 45, "drain": 3, "stopping": 2},
+        "adaptive": {"starting": 18},
+    }
+    now[0] = 195.0
+    line = phases.summary({"report": 4.0})
+    assert line.startswith("time: static: starting 20.0 s, warm-up 2.0 s, load 45.0 s")
+    assert line.endswith("| adaptive: starting 18.0 s | report 4.0 s | total 95.0 s")

@@ -9,61 +9,22 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from edgesplit.evaluation.load import RequestRecord, run_open_loop
 from edgesplit.evaluation.workload import PlannedRequest
-from edgesplit.gateway.app import create_app
-from edgesplit.gateway.config import GatewayConfig
-from edgesplit.gateway.routes import RouteBook
 from edgesplit.gateway.text import TextCodec
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "gateway"))
-from gateway_factories import MODEL, NODES, three_hop_plan
+from gateway_factories import MODEL, ThreadedGateway, fake_gateway_app
 from gateway_fakes import FakeChain
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class ThreadedGateway:
-    """The gateway app under a real uvicorn server on a runtime port, in a thread; stopped in teardown."""
-
-    def __init__(self, chain: FakeChain, model_dir: Path, codec: TextCodec, **config: object) -> None:
-        cfg = GatewayConfig(
-            model_name=MODEL,
-            model_path=model_dir,
-            nodes=NODES,
-            privacy_blocks=[0, 1, codec.num_blocks - 1],
-            **config,  # type: ignore[arg-type]
-        )
-        routes = RouteBook(frozenset({"device", "mec1"}), frozenset(cfg.privacy_blocks))
-        routes.commit(three_hop_plan(num_blocks=codec.num_blocks))
-        app = create_app(cfg, chain, codec=codec, routes=routes)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> ThreadedGateway:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "gateway did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +42,7 @@ def codec(model_dir: Path) -> TextCodec:
 @pytest.fixture
 def gateway(model_dir: Path, codec: TextCodec) -> Iterator[ThreadedGateway]:
     chain = FakeChain(vocab=codec.vocab_size, step_delay_s=0.05)
-    with ThreadedGateway(chain, model_dir, codec, max_concurrent_requests=128) as gw:
+    with ThreadedGateway(fake_gateway_app(chain, model_dir, codec, max_concurrent_requests=128)) as gw:
         yield gw
 
 
@@ -179,7 +140,7 @@ def test_epoch_change_during_the_run_is_recorded(gateway: ThreadedGateway, codec
 
 def test_failures_become_records_not_exceptions(model_dir: Path, codec: TextCodec) -> None:
     failing = FakeChain(vocab=codec.vocab_size, fail_after=2, step_delay_s=0.01)
-    with ThreadedGateway(failing, model_dir, codec, request_timeout_s=5) as gw:
+    with ThreadedGateway(fake_gateway_app(failing, model_dir, codec, request_timeout_s=5)) as gw:
         records = asyncio.run(run_open_loop(gw.url, MODEL, planned(2, 0.0), timeout_s=10))
         assert [r.status for r in records] == ["error", "error"]
         assert all(r.error and "mec1 is gone" in r.error for r in records)
@@ -191,7 +152,7 @@ def test_failures_become_records_not_exceptions(model_dir: Path, codec: TextCode
 
 def test_a_request_slower_than_its_timeout_is_a_timeout(model_dir: Path, codec: TextCodec) -> None:
     slow = FakeChain(vocab=codec.vocab_size, step_delay_s=0.5)
-    with ThreadedGateway(slow, model_dir, codec) as gw:
+    with ThreadedGateway(fake_gateway_app(slow, model_dir, codec)) as gw:
         started = time.monotonic()
         (record,) = asyncio.run(run_open_loop(gw.url, MODEL, planned(1, 0.0, 8), timeout_s=0.8))
         assert time.monotonic() - started < 3.0

@@ -8,12 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from gateway_factories import MODEL, NODES, GatewayFactory, three_hop_plan
+from gateway_factories import MODEL, GatewayFactory, fake_gateway_app
 from gateway_fakes import FakeChain
 
-from edgesplit.gateway.app import create_app
-from edgesplit.gateway.config import GatewayConfig
-from edgesplit.gateway.routes import CommittedPlan, RouteBook
+from edgesplit.gateway.routes import CommittedPlan
 from edgesplit.gateway.text import TextCodec
 
 
@@ -38,17 +36,7 @@ def make_gateway(model_dir: Path, codec: TextCodec) -> Iterator[GatewayFactory]:
         chain: FakeChain | None = None, plan: CommittedPlan | None = None, commit: bool = True, **config: Any
     ) -> tuple[TestClient, FakeChain]:
         chain = chain or FakeChain(vocab=codec.vocab_size, eos_id=min(codec.eos_token_ids))
-        cfg = GatewayConfig(
-            model_name=MODEL,
-            model_path=model_dir,
-            nodes=NODES,
-            privacy_blocks=[0, 1, codec.num_blocks - 1],
-            **config,
-        )
-        routes = RouteBook(frozenset({"device", "mec1"}), frozenset(cfg.privacy_blocks))
-        if commit:
-            routes.commit(plan or three_hop_plan(num_blocks=codec.num_blocks))
-        client = TestClient(create_app(cfg, chain, codec=codec, routes=routes))
+        client = TestClient(fake_gateway_app(chain, model_dir, codec, plan, commit, **config))
         client.__enter__()
         clients.append(client)
         return client, chain

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from edgesplit.errors import NodeUnavailableError, SessionNotFoundError
 from edgesplit.transport.base import ChainResult, ChainStep, HopTiming, Route
+from edgesplit.transport.link import LinkSpec
 
 FIRST_ID = 10  # keep clear of the special tokens (ids 0..3 in the built-in tokenizers)
 
@@ -83,3 +84,13 @@ class FakeChain:
 
     async def close(self) -> None:
         return None
+
+
+@dataclass
+class ShapedChain(FakeChain):
+    """The fake chain plus the transport's link switch (``set_links``), recording every replacement."""
+
+    replaced: list[tuple[dict[str, LinkSpec], LinkSpec | None]] = field(default_factory=list)
+
+    def set_links(self, links: dict[str, LinkSpec], default_link: LinkSpec | None = None) -> None:
+        self.replaced.append((links, default_link))

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_factories import MODEL, GatewayFactory
+from gateway_factories import MODEL, GatewayFactory, assert_openai_error
 from gateway_fakes import FakeChain, reference_ids
 
 from edgesplit import errors
@@ -17,17 +17,6 @@ from edgesplit.gateway.error_map import ERROR_TABLE, to_api_error
 from edgesplit.gateway.text import TextCodec
 
 GOOD = {"model": MODEL, "prompt": "Hello", "max_tokens": 3}
-
-
-def assert_openai_error(resp: Any, status: int, param: str | None = None) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if param is not None:
-        assert body["error"]["param"] == param
-    return body["error"]
 
 
 BAD_COMPLETIONS: list[tuple[str, Any, int, str | None]] = [

@@ -8,6 +8,9 @@ progress bars and live narration, then write results.json, report.md, the two pl
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,41 @@ def bench(
     run(loaded, mode_list, out)
 
 
+@dataclass
+class PhaseTimes:
+    """Wall seconds per mode and phase, from the runner's progress calls: where a run's time goes."""
+
+    clock: Callable[[], float] = time.monotonic
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    _open: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def enter(self, mode: str, phase: str) -> None:
+        """``mode`` is in ``phase`` from now on (a repeated phase is not a new one; "done" ends it)."""
+        now = self.clock()
+        current = self._open.get(mode)
+        if current is not None and current[0] == phase:
+            return
+        if current is not None:
+            spent = self.seconds.setdefault(mode, {})
+            spent[current[0]] = spent.get(current[0], 0.0) + now - current[1]
+        if phase == "done":
+            self._open.pop(mode, None)
+        else:
+            self._open[mode] = (phase, now)
+
+    def summary(self, extra: dict[str, float]) -> str:
+        """One line: each mode's phases, then ``extra`` (e.g. writing the report), then the total."""
+        parts = [
+            f"{mode}: " + ", ".join(f"{phase} {s:.1f} s" for phase, s in phases.items())
+            for mode, phases in self.seconds.items()
+        ]
+        parts += [f"{name} {s:.1f} s" for name, s in extra.items()]
+        return f"time: {' | '.join(parts)} | total {self.clock() - self.started:.1f} s"
+
+
 def run(scenario: Any, modes: list[str], out: Path) -> None:
     """Run the modes with progress bars, write the outputs, print the table and where the files are."""
     from rich.console import Console
@@ -67,21 +105,26 @@ def run(scenario: Any, modes: list[str], out: Path) -> None:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
+    phases = PhaseTimes()
     with Progress(*columns, console=console) as progress:
         tasks = {m: progress.add_task(f"{m}: waiting", total=None) for m in modes}
 
         def on_progress(mode: str, phase: str, done: int, total: int) -> None:
+            phases.enter(mode, phase)
             progress.update(tasks[mode], description=f"{mode}: {phase}", completed=done, total=total or None)
 
         def narrate(mode: str, t_s: float, line: str) -> None:
             progress.console.print(f"  [dim]{mode:>8} t={t_s:6.1f} s[/]  {line}")
 
         results, timelines = runner.run_scenario(scenario, modes, out, progress=on_progress, narrate=narrate)
+    writing = time.monotonic()
     paths = write_outputs(out, scenario.name, results, timelines, scenario)
+    writing_s = time.monotonic() - writing
     print_table(console, results)
     print_claims(console, results)
     for path in paths.values():
         console.print(f"wrote {path}")
+    console.print(phases.summary({"report": writing_s}), highlight=False, soft_wrap=True)
 
 
 def print_table(console: Any, results: dict[str, Any]) -> None:

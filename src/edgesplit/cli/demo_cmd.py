@@ -1,6 +1,7 @@
 """`edgesplit demo`: the showcase — a short mec-smart-city run, static vs adaptive, narrated live.
 
-Run: edgesplit demo            (no arguments: builds or reuses the built-in model, about 3 minutes)
+Run: edgesplit demo            (no arguments: builds or reuses the built-in model; 45 s of load per
+                                mode, 3–4 minutes on 2 busy cores, half of it starting the clusters)
      edgesplit demo --short    (a 20-second load per mode, e.g. for a smoke test)
 """
 

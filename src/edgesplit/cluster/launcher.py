@@ -23,8 +23,9 @@ from typing import Any
 import yaml
 
 from edgesplit.cluster.config import ClusterConfig
-from edgesplit.cluster.roles import gateway_config, node_config, node_emulation, num_blocks_of, trace_times
-from edgesplit.errors import EdgesplitError, ServiceDeadError
+from edgesplit.cluster.live import DecisionTail, TracePlayer
+from edgesplit.cluster.roles import gateway_config, node_config, num_blocks_of
+from edgesplit.errors import EdgesplitError, ServiceDeadError, UserInputError
 from edgesplit.transport.tls import TlsConfig, TlsFilesConfig
 
 STOP_GRACE_S = 5.0
@@ -65,6 +66,14 @@ class LocalCluster:
     """Debugging only: plain gRPC. By default a fresh CA in ``run_dir/pki`` certifies every process."""
     admin_tls: TlsConfig | None = None
     """`edgesplit up`'s own (admin) certificate, for control calls such as the trace player's."""
+    early_gateway: bool = False
+    """Start the gateway alongside the node agents rather than after them (a shorter start-up on a
+    busy machine); it then learns node addresses from the committed plans, so GET /v1/cluster shows
+    no node telemetry. For evaluation runs, which measure nodes themselves."""
+    startup_s: dict[str, float] = field(default_factory=dict)
+    """Seconds each start-up stage took (certificates, nodes, gateway, orchestrator: plan + deploy)."""
+    _starts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    """How many processes each node has had (its run files are numbered by it)."""
 
     @property
     def pki_dir(self) -> Path:
@@ -91,58 +100,34 @@ class LocalCluster:
         from edgesplit.orchestrator.signing import load_or_create_private_key, public_key_text
 
         deadline = time.monotonic() + timeout_s
+        stage = time.monotonic()
+
+        def done(name: str) -> None:
+            nonlocal stage
+            now = time.monotonic()
+            self.startup_s[name] = now - stage
+            stage = now
+
         # 0) The orchestrator's signing key (in its state folder); every node trusts its public half.
         state_dir = self.run_dir / "orchestrator"
         public_key = public_key_text(load_or_create_private_key(state_dir / "orchestrator_ed25519.pem"))
         tls_args = [] if self.insecure else self._issue_certs()
+        done("certificates")
         # 1) One node agent per node, on a loopback port of its own choosing.
-        ready = {}
-        for node in self.cluster.nodes:
-            cfg_path = self.run_dir / f"node-{node.id}.yaml"
-            ready[node.id] = self.run_dir / f"node-{node.id}.ready"
-            cfg = node_config(
-                self.cluster,
-                node.id,
-                self.model_path,
-                "127.0.0.1:0",
-                ready[node.id],
-                num_blocks_of(self.model_path),
-            )
-            cfg["orchestrator_public_key"] = public_key
-            cfg["state_dir"] = str(self.run_dir / f"node-{node.id}-state")  # its highest accepted epoch
-            if self.cluster.shards.fetch:  # weights come from the orchestrator's shard registry
-                del cfg["model"]
-                cfg["shard_cache"] = str(self.run_dir / f"node-{node.id}-shards")
-                cfg["standby_blocks"] = self.cluster.shards.standby_blocks
-            if not self.insecure:
-                cfg["tls"] = TlsFilesConfig.in_dir(self.pki_dir, node.id).model_dump(mode="json")
-            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            self._spawn(f"node {node.id}", ["node", "--config", str(cfg_path)])
+        ready = {node.id: self._spawn_node(node.id, public_key) for node in self.cluster.nodes}
+        # 2) The gateway on the source node: with every node's address once they are ready, or (early)
+        #    at once, alongside the nodes, learning addresses from the committed plan instead.
+        if self.early_gateway:
+            gw_ready = self._spawn_gateway(tls_args)
         for node in self.cluster.nodes:
             self.addresses[node.id] = self._await_ready(f"node {node.id}", ready[node.id], deadline)[
                 "address"
             ]
-        # 2) The gateway on the source node, knowing every node's address and PID.
-        pids = {c.name.removeprefix("node "): c.proc.pid for c in self.children}
-        gw = gateway_config(self.cluster, self.model_path, self.addresses, pids)
-        gw_path = self.run_dir / "gateway.json"
-        gw_path.write_text(gw.model_dump_json(indent=2))
-        gw_ready = self.run_dir / "gateway.ready"
-        listen = f"127.0.0.1:{self.cluster.gateway.port}"
-        self._spawn(
-            "gateway",
-            [
-                "gateway",
-                "--config",
-                str(gw_path),
-                "--listen",
-                listen,
-                "--ready-file",
-                str(gw_ready),
-                *tls_args,
-            ],
-        )
+        done("nodes")
+        if not self.early_gateway:
+            gw_ready = self._spawn_gateway(tls_args)
         self.gateway_url = self._await_ready("gateway", gw_ready, deadline)["url"]
+        done("gateway")
         # 3) The orchestrator: declared facts and addresses only (no emulation section); deploys epoch 1,
         #    then monitors and reconfigures.
         orch_path = self.run_dir / "cluster.orchestrator.yaml"
@@ -165,7 +150,40 @@ class LocalCluster:
         )
         self.plan = self._await_ready("orchestrator", orch_ready, deadline)
         self.orchestrator_url = str(self.plan.get("http_url", ""))
+        done("orchestrator")
         return self.gateway_url
+
+    def _spawn_node(self, node_id: str, public_key: str) -> Path:
+        """Write the node's config and start it; returns its ready file."""
+        cfg_path = self.run_dir / f"node-{node_id}.yaml"
+        ready = self.run_dir / f"node-{node_id}.ready"
+        cfg = node_config(
+            self.cluster, node_id, self.model_path, "127.0.0.1:0", ready, num_blocks_of(self.model_path)
+        )
+        cfg["orchestrator_public_key"] = public_key
+        cfg["state_dir"] = str(self.run_dir / f"node-{node_id}-state")  # its highest accepted epoch
+        if self.cluster.shards.fetch:  # weights come from the orchestrator's shard registry
+            del cfg["model"]
+            cfg["shard_cache"] = str(self.run_dir / f"node-{node_id}-shards")
+            cfg["standby_blocks"] = self.cluster.shards.standby_blocks
+        if not self.insecure:
+            cfg["tls"] = TlsFilesConfig.in_dir(self.pki_dir, node_id).model_dump(mode="json")
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self._spawn(f"node {node_id}", ["node", "--config", str(cfg_path)])
+        return ready
+
+    def _spawn_gateway(self, tls_args: list[str]) -> Path:
+        """Write the gateway's config (the node addresses known so far, every node's PID) and start it;
+        returns its ready file."""
+        pids = {c.name.removeprefix("node "): c.proc.pid for c in self.children if c.name.startswith("node ")}
+        gw = gateway_config(self.cluster, self.model_path, self.addresses, pids)
+        gw_path = self.run_dir / "gateway.json"
+        gw_path.write_text(gw.model_dump_json(indent=2))
+        ready = self.run_dir / "gateway.ready"
+        listen = f"127.0.0.1:{self.cluster.gateway.port}"
+        args = ["gateway", "--config", str(gw_path), "--listen", listen, "--ready-file", str(ready)]
+        self._spawn("gateway", [*args, *tls_args])
+        return ready
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = self.run_dir / (name.replace(" ", "-") + ".log")
@@ -198,11 +216,56 @@ class LocalCluster:
     def dead_child(self) -> Child | None:
         return next((c for c in self.children if c.proc.poll() is not None), None)
 
-    def stop(self) -> None:
-        """SIGTERM every process group (orchestrator, gateway, then nodes), SIGKILL what is left."""
+    def node_process(self, node_id: str) -> Child:
+        """The newest process this cluster started for ``node_id``."""
+        found = [c for c in self.children if c.name == f"node {node_id}"]
+        if not found:
+            raise UserInputError(f"no process for node {node_id!r}; nodes: {', '.join(self.addresses)}")
+        return found[-1]
+
+    def kill_node(self, node_id: str) -> None:
+        """SIGKILL the node's process group (by the PID this cluster started) and reap it."""
+        child = self.node_process(node_id)
+        _signal_group(child.proc, signal.SIGKILL)
+        child.proc.wait(timeout=30)
+
+    def restart_node(
+        self, node_id: str, emulation: dict[str, Any] | None = None, timeout_s: float = 90.0
+    ) -> None:
+        """Start a node whose process has ended again on its old address, with ``emulation`` (a node
+        ``emulation`` section; default: its start-up one); returns once it is ready."""
+        old = self.node_process(node_id)
+        if old.proc.poll() is None:
+            raise UserInputError(f"node {node_id!r} is still running (pid {old.proc.pid})")
+        self.children.remove(old)  # its PID is reaped; the new process takes its name
+        config = yaml.safe_load((self.run_dir / f"node-{node_id}.yaml").read_text())
+        generation = self._starts[node_id] = self._starts.get(node_id, 1) + 1
+        ready = self.run_dir / f"node-{node_id}-{generation}.ready"
+        config.update({"listen": self.addresses[node_id], "ready_file": str(ready)})
+        if emulation is not None:
+            config["emulation"] = emulation
+        path = self.run_dir / f"node-{node_id}-{generation}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self._spawn(f"node {node_id}", ["node", "--config", str(path)])
+        self._await_ready(f"node {node_id}", ready, time.monotonic() + timeout_s)
+
+    def pause(self) -> None:
+        """SIGSTOP every process group: the cluster takes no CPU until ``resume`` (one started ahead
+        of its turn must not slow down the cluster being measured)."""
+        for child in self.children:
+            _signal_group(child.proc, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for child in self.children:
+            _signal_group(child.proc, signal.SIGCONT)
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM every process group (orchestrator, gateway, then nodes; a paused one is continued so
+        it can exit), SIGKILL what is left after ``grace_s``."""
         for child in reversed(self.children):
             _signal_group(child.proc, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
+            _signal_group(child.proc, signal.SIGCONT)
+        deadline = time.monotonic() + grace_s
         for child in reversed(self.children):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -213,80 +276,6 @@ class LocalCluster:
                 _signal_group(child.proc, signal.SIGKILL)  # stray grandchildren in its group
         if not self.keep_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
-class TracePlayer(threading.Thread):
-    """Replays the cluster file's load and link traces on the node agents (SetEmulation), on time.
-
-    Time 0 is when the cluster became ready. A node that refuses a change is reported, not fatal.
-    """
-
-    def __init__(
-        self, cluster: ClusterConfig, addresses: dict[str, str], tls: TlsConfig | None = None
-    ) -> None:
-        super().__init__(name="edgesplit-trace-player", daemon=True)
-        self.cluster = cluster
-        self.addresses = addresses
-        self.tls = tls
-        self.started_at = time.monotonic()
-        self.applied: list[tuple[float, str]] = []
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        import asyncio
-
-        current = {n.id: node_emulation(self.cluster, n.id, 0.0) for n in self.cluster.nodes}
-        for at_s in trace_times(self.cluster):
-            if self._stop_event.wait(max(0.0, self.started_at + at_s - time.monotonic())):
-                return
-            changed = {}
-            for node in self.cluster.nodes:
-                section = node_emulation(self.cluster, node.id, at_s)
-                if section != current[node.id]:
-                    changed[node.id] = current[node.id] = section
-            asyncio.run(self._apply(at_s, changed))
-
-    async def _apply(self, at_s: float, changed: dict[str, dict[str, Any]]) -> None:
-        from edgesplit.node.config import EmulationConfig
-        from edgesplit.transport.node_admin import NodeAdmin
-
-        for node_id, section in changed.items():
-            admin = NodeAdmin(self.addresses[node_id], self.tls)
-            try:
-                await admin.set_emulation(EmulationConfig.model_validate(section))
-                self.applied.append((at_s, node_id))
-            except EdgesplitError as exc:
-                print(f"edgesplit up: trace at {at_s:g} s not applied on {node_id}: {exc}", file=sys.stderr)
-            finally:
-                await admin.close()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-
-class DecisionTail(threading.Thread):
-    """Prints the orchestrator's decision lines (``decision: ...`` in its log) as they are written."""
-
-    def __init__(self, log: Path) -> None:
-        super().__init__(name="edgesplit-decisions", daemon=True)
-        self.log = log
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        offset = 0
-        while not self._stop_event.wait(0.2):
-            with contextlib.suppress(OSError):
-                with self.log.open("rb") as fh:
-                    fh.seek(offset)
-                    chunk = fh.read()
-                end = chunk.rfind(b"\n") + 1
-                offset += end
-                for line in chunk[:end].decode(errors="replace").splitlines():
-                    if line.startswith("decision: "):
-                        print(f"  {line}", flush=True)
-
-    def stop(self) -> None:
-        self._stop_event.set()
 
 
 def orchestrator_view(cluster: ClusterConfig, addresses: dict[str, str]) -> dict[str, Any]:
@@ -348,7 +337,7 @@ def run_up(
         )
         print(f"edgesplit gateway ready on {url}", flush=True)
         print(f"OpenAI base_url: {url}/v1   (Ctrl-C stops everything)", flush=True)
-        player = TracePlayer(cluster, local.addresses, local.admin_tls)
+        player = TracePlayer(cluster, local.addresses, local.admin_tls, local.gateway_url)
         player.start()
         tail = DecisionTail(local.run_dir / "orchestrator.log")
         tail.start()

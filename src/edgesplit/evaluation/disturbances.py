@@ -1,32 +1,27 @@
 """Applies a scenario's timed events to a live local cluster, and keeps the oracle's truth file current.
 
-Link and load changes go to the node agents (SetEmulation: each node shapes what it sends); a kill is
-SIGKILL to the node's process group, found by PID; a return starts the node again on its old address.
-Limitation: the gateway's own sending direction (source → first node) keeps its start-up shaping,
-so a link event on a link from the source reaches the replies, not the requests.
+Link and load changes go to the node agents (SetEmulation: each node shapes what it sends); a link
+event with the source node at one end also re-shapes the gateway's own sending direction (PUT
+/v1/admin/emulation), so both halves of a request cross the new link. A kill is SIGKILL to the node's
+process group, found by PID; a return starts the node again on its old address (LocalCluster).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-import os
-import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgesplit.cluster.config import ClusterConfig
 from edgesplit.cluster.launcher import LocalCluster
+from edgesplit.cluster.live import put_gateway_links
 from edgesplit.cluster.roles import node_emulation
 from edgesplit.errors import EdgesplitError
 from edgesplit.evaluation.oracle import TrueLink, TrueNode, Truth
 from edgesplit.node.config import EmulationConfig
-from edgesplit.transport.node_admin import NodeAdmin
 
 RESTART_TIMEOUT_S = 90.0
 UNSHAPED_MBPS = 100_000.0
@@ -38,6 +33,8 @@ class EmulationState:
 
     def __init__(self, cluster: ClusterConfig) -> None:
         self.cluster = cluster
+        self.source = cluster.source.id
+        """Where the gateway runs: its links are also the gateway's own sending direction."""
         self.sections: dict[str, dict[str, Any]] = {
             n.id: node_emulation(cluster, n.id, 0.0) for n in cluster.nodes
         }
@@ -68,6 +65,10 @@ class EmulationState:
 
     def section(self, node: str) -> dict[str, Any]:
         return copy.deepcopy(self.sections[node])
+
+    def gateway_links(self) -> dict[str, dict[str, float]]:
+        """Every link from the source node, as the gateway's emulation update takes them."""
+        return copy.deepcopy(self.sections[self.source].get("links", {}))
 
     def truth(self, at_s: float) -> Truth:
         emulation = self.cluster.emulation
@@ -138,6 +139,8 @@ class Disturbances:
         if kind == "link":
             changed = self.state.set_link(event.a, event.b, event.bandwidth_mbps, event.rtt_ms)
             await self._push(changed)
+            if self.state.source in changed:
+                await asyncio.to_thread(put_gateway_links, self.local.gateway_url, self.state.gateway_links())
             parts = [f"{event.bandwidth_mbps:g} Mbit/s" if event.bandwidth_mbps is not None else ""]
             parts.append(f"{event.rtt_ms:g} ms RTT" if event.rtt_ms is not None else "")
             label = f"link {event.a}~{event.b}: {', '.join(p for p in parts if p)}"
@@ -145,11 +148,12 @@ class Disturbances:
             await self._push(self.state.set_load(event.node, event.load))
             label = f"{event.node} load {event.load:.0%}"
         elif kind == "node_kill":
-            await asyncio.to_thread(kill_node, self.local, event.node)
+            await asyncio.to_thread(self.local.kill_node, event.node)
             self.state.set_up(event.node, False)
             label = f"{event.node} killed"
         elif kind == "node_return":
-            await asyncio.to_thread(restart_node, self.local, event.node, self.state.section(event.node))
+            section = self.state.section(event.node)
+            await asyncio.to_thread(self.local.restart_node, event.node, section, RESTART_TIMEOUT_S)
             self.state.set_up(event.node, True)
             await self._push([event.node])  # what changed while it was starting
             label = f"{event.node} back"
@@ -163,43 +167,13 @@ class Disturbances:
             self.state.truth(time.monotonic() - self._t0).write(self.truth_path)
 
     async def _push(self, nodes: list[str]) -> None:
+        from edgesplit.transport.node_admin import NodeAdmin  # the data plane's client: imports torch
+
         for node in nodes:
             if node in self.state.down:
                 continue  # applied when it comes back (its restart config carries the section)
-            admin = NodeAdmin(self.local.addresses[node], getattr(self.local, "admin_tls", None))
+            admin = NodeAdmin(self.local.addresses[node], self.local.admin_tls)
             try:
                 await admin.set_emulation(EmulationConfig.model_validate(self.state.section(node)))
             finally:
                 await admin.close()
-
-
-def _child(local: LocalCluster, node: str) -> Any:
-    name = f"node {node}"
-    found = [c for c in local.children if c.name == name]
-    if not found:
-        raise RuntimeError(f"no process for node {node!r}")
-    return found[-1]
-
-
-def kill_node(local: LocalCluster, node: str) -> None:
-    """SIGKILL the node's process group (by the PID the cluster started) and reap it."""
-    child = _child(local, node)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.proc.pid, signal.SIGKILL)
-    child.proc.wait(timeout=30)
-
-
-def restart_node(local: LocalCluster, node: str, emulation: dict[str, Any]) -> None:
-    """Start the node again on its old address with its current emulation; wait until it is ready."""
-    old = _child(local, node)
-    if old.proc.poll() is None:
-        raise RuntimeError(f"node {node!r} is still running")
-    local.children.remove(old)  # its PID is reaped; the new process takes its name
-    config = yaml.safe_load((local.run_dir / f"node-{node}.yaml").read_text())
-    generation = sum(1 for p in local.run_dir.glob(f"node-{node}*.ready")) + 1
-    ready = local.run_dir / f"node-{node}-{generation}.ready"
-    config.update({"listen": local.addresses[node], "ready_file": str(ready), "emulation": emulation})
-    path = local.run_dir / f"node-{node}-{generation}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    local._spawn(f"node {node}", ["node", "--config", str(path)])
-    local._await_ready(f"node {node}", ready, time.monotonic() + RESTART_TIMEOUT_S)

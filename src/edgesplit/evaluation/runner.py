@@ -1,8 +1,9 @@
 """Runs a scenario once per mode on a fresh local cluster: warm up, open-loop load + disturbances, measure.
 
-For each mode: start a LocalCluster (the mode's orchestrator flags), send a few warm-up requests,
-then at t = 0 start the open-loop load and the timed events together, sample node utilisation and
-follow the gateway's event log; finally stop every process by PID (always) and summarise.
+For each mode: a LocalCluster (the mode's orchestrator flags; started with the next mode's, which
+waits paused), a few warm-up requests, then at t = 0 the open-loop load and the timed events together
+while node utilisation is sampled and the gateway's event log followed; finally every process is
+stopped by PID (always) and the run summarised.
 Every mode gets the same cluster, the same requests at the same times and the same events.
 """
 
@@ -10,27 +11,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgesplit.cluster.launcher import LocalCluster
 from edgesplit.evaluation.disturbances import RESTART_TIMEOUT_S, Disturbances, EmulationState
+from edgesplit.evaluation.event_log import collect_events, follow_events, last_event_seq
 from edgesplit.evaluation.modes import mode_setup
 from edgesplit.evaluation.scenario import Scenario
-from edgesplit.transport.node_admin import NodeAdmin
 
 START_TIMEOUT_S = 240.0
 MONITOR_INTERVAL_S = 1.0
 SAMPLE_INTERVAL_S = 1.0
 WARMUP_REQUESTS = 3
+START_AHEAD = 2
+"""Clusters started at once: the next mode's starts with the current one's, then waits paused."""
+
+STOP_GRACE_S = 2.0
+"""After the measurement nothing needs a graceful exit: SIGKILL what has not stopped by then."""
 
 ProgressFn = Callable[[str, str, int, int], None]
-"""``(mode, phase, done, total)``; phases: starting, warm-up, load, stopping, done."""
+"""``(mode, phase, done, total)``; phases in order: starting, waiting (started ahead, paused until
+its turn), warm-up, load, drain (the last request has been sent; waiting for the stragglers),
+stopping, done. Called from start-up threads too."""
 NarrateFn = Callable[[str, float, str], None]
 """``(mode, t_s, line)``: an event applied or an orchestrator decision, as it happens."""
 
@@ -55,10 +64,13 @@ def run_scenario(
     progress: ProgressFn | None = None,
     narrate: NarrateFn | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Every mode in turn; returns ``(ModeResult by mode, Timeline by mode)``. Logs go to out_dir/logs."""
+    """Every mode in turn; returns ``(ModeResult by mode, Timeline by mode)``. Logs go to out_dir/logs.
+
+    Clusters start ``START_AHEAD`` modes at a time (start-up dominates a short run on a few cores);
+    every cluster but the one measured next is paused (SIGSTOP) as soon as it is ready and resumed
+    only when its turn comes, so no measurement shares the machine with another cluster.
+    """
     from edgesplit.cluster.roles import num_blocks_of
-    from edgesplit.evaluation.metrics import summarize
-    from edgesplit.evaluation.report import Timeline
     from edgesplit.evaluation.workload import build_schedule
     from edgesplit.model.builtin import resolve_model
 
@@ -73,63 +85,150 @@ def run_scenario(
     schedule = build_schedule(scenario)
     results: dict[str, Any] = {}
     timelines: dict[str, Any] = {}
-    for mode in modes:
-        records, run = run_mode(
-            scenario, mode, schedule, model_path, out_dir, privacy_blocks, num_blocks, progress, narrate
-        )
-        results[mode] = summarize(
-            records,
-            budget_ms=scenario.sla.budget_ms,
-            duration_s=scenario.workload.duration_s,
-            utilization_samples=run.utilization,
-            reconfigurations=len(run.reconfigurations),
-            trusted_nodes=scenario.trusted_nodes(),
-            privacy_blocks=privacy_blocks,
-        )
-        timelines[mode] = Timeline(records, run.events, run.reconfigurations)
-        if progress is not None:
-            progress(mode, "done", len(records), len(schedule))
+    for first in range(0, len(modes), START_AHEAD):
+        group = [
+            ModeCluster.prepare(scenario, mode, model_path, out_dir, privacy_blocks, num_blocks)
+            for mode in modes[first : first + START_AHEAD]
+        ]
+        # Children die with the thread that started them (PR_SET_PDEATHSIG): the start-up threads
+        # must outlive the group's clusters, so the pool closes only after every one is stopped.
+        with ThreadPoolExecutor(len(group), thread_name_prefix="edgesplit-start") as pool:
+            _run_group(pool, group, scenario, schedule, privacy_blocks, results, timelines, progress, narrate)
     return results, timelines
 
 
-def run_mode(
+def _run_group(
+    pool: ThreadPoolExecutor,
+    group: list[ModeCluster],
     scenario: Scenario,
-    mode: str,
     schedule: list[Any],
-    model_path: Path,
-    out_dir: Path,
     privacy_blocks: list[int],
-    num_blocks: int,
-    progress: ProgressFn | None = None,
-    narrate: NarrateFn | None = None,
-) -> tuple[list[Any], ModeRun]:
-    """One mode on its own fresh cluster; every process is stopped by PID before this returns."""
-    from edgesplit.cluster.launcher import LocalCluster
+    results: dict[str, Any],
+    timelines: dict[str, Any],
+    progress: ProgressFn | None,
+    narrate: NarrateFn | None,
+) -> None:
+    """Start the group's clusters together, then run and summarise each mode in turn; always stop all."""
+    from edgesplit.evaluation.metrics import summarize
+    from edgesplit.evaluation.report import Timeline
 
-    cluster = scenario.cluster()
-    run_dir = out_dir / "logs" / mode
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
-    truth_path = run_dir / "truth.json"
-    state = EmulationState(cluster)
-    state.truth(0.0).write(truth_path)  # static plans on it at start; the oracle follows it
-    setup = mode_setup(mode, cluster, privacy_blocks, num_blocks, run_dir, truth_path)
-    args = ["--interval", str(MONITOR_INTERVAL_S), *setup.orchestrator_args]
-    local = LocalCluster(cluster, model_path, run_dir=run_dir, keep_run_dir=True, orchestrator_args=args)
-    if progress is not None:
-        progress(mode, "starting", 0, len(schedule))
     try:
-        local.start(START_TIMEOUT_S)
-        run = ModeRun(initial_plan=dict(local.plan))
-        disturbances = Disturbances(
-            local, scenario.events, state, truth_path if setup.live_truth else None, None
-        )
-        records = asyncio.run(_drive(scenario, mode, schedule, local, disturbances, run, progress, narrate))
+        _start_together(pool, group, len(schedule), progress, narrate)
+        for ready in group:
+            records, run = ready.run(scenario, schedule, progress, narrate)
+            results[ready.mode] = summarize(
+                records,
+                budget_ms=scenario.sla.budget_ms,
+                duration_s=scenario.workload.duration_s,
+                utilization_samples=run.utilization,
+                reconfigurations=len(run.reconfigurations),
+                trusted_nodes=scenario.trusted_nodes(),
+                privacy_blocks=privacy_blocks,
+            )
+            timelines[ready.mode] = Timeline(records, run.events, run.reconfigurations)
+            if progress is not None:
+                progress(ready.mode, "done", len(records), len(schedule))
     finally:
+        for waiting in group:  # idempotent for those already stopped; by PID, paused or not
+            waiting.local.stop(STOP_GRACE_S)
+
+
+@dataclass
+class ModeCluster:
+    """One mode's cluster (not started yet), its emulation state and its orchestrator set-up."""
+
+    mode: str
+    local: LocalCluster
+    state: EmulationState
+    truth_path: Path
+    live_truth: bool
+
+    @classmethod
+    def prepare(
+        cls,
+        scenario: Scenario,
+        mode: str,
+        model_path: Path,
+        out_dir: Path,
+        privacy_blocks: list[int],
+        num_blocks: int,
+    ) -> ModeCluster:
+        cluster = scenario.cluster()
+        run_dir = out_dir / "logs" / mode
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        truth_path = run_dir / "truth.json"
+        state = EmulationState(cluster)
+        state.truth(0.0).write(truth_path)  # static plans on it at start; the oracle follows it
+        setup = mode_setup(mode, cluster, privacy_blocks, num_blocks, run_dir, truth_path)
+        args = ["--interval", str(MONITOR_INTERVAL_S), *setup.orchestrator_args]
+        local = LocalCluster(
+            cluster,
+            model_path,
+            run_dir=run_dir,
+            keep_run_dir=True,
+            orchestrator_args=args,
+            early_gateway=True,
+        )
+        return cls(mode, local, state, truth_path, setup.live_truth)
+
+    def run(
+        self,
+        scenario: Scenario,
+        schedule: list[Any],
+        progress: ProgressFn | None,
+        narrate: NarrateFn | None,
+    ) -> tuple[list[Any], ModeRun]:
+        """Resume the started cluster, warm up, load + events, measure; then stop it by PID."""
+        self.local.resume()
+        try:
+            run = ModeRun(initial_plan=dict(self.local.plan))
+            truth = self.truth_path if self.live_truth else None
+            disturbances = Disturbances(self.local, scenario.events, self.state, truth, None)
+            records = asyncio.run(
+                _drive(scenario, self.mode, schedule, self.local, disturbances, run, progress, narrate)
+            )
+        finally:
+            if progress is not None:
+                progress(self.mode, "stopping", 0, len(schedule))
+            self.local.stop(STOP_GRACE_S)
+        return records, run
+
+
+def _start_together(
+    pool: ThreadPoolExecutor,
+    group: list[ModeCluster],
+    total: int,
+    progress: ProgressFn | None,
+    narrate: NarrateFn | None,
+) -> None:
+    """Start every cluster of ``group`` at once; all but the first pause as soon as they are ready.
+    Raises the first start-up failure (the caller stops every cluster of the group)."""
+
+    def start(index: int, ready: ModeCluster) -> None:
         if progress is not None:
-            progress(mode, "stopping", 0, len(schedule))
-        local.stop()
-    return records, run
+            progress(ready.mode, "starting", 0, total)
+        ready.local.start(START_TIMEOUT_S)
+        if index > 0:
+            ready.local.pause()
+        if narrate is not None:
+            stages = ", ".join(f"{name} {s:.1f} s" for name, s in ready.local.startup_s.items())
+            paused = "; paused until its turn" if index > 0 else ""
+            narrate(
+                ready.mode,
+                0.0,
+                f"cluster up in {sum(ready.local.startup_s.values()):.1f} s ({stages}){paused}",
+            )
+        if index > 0 and progress is not None:
+            progress(ready.mode, "waiting", 0, total)
+
+    futures = [pool.submit(start, i, ready) for i, ready in enumerate(group)]
+    # This process's own data-plane client pulls in torch (seconds of CPU): load it now, while the
+    # clusters start, rather than before them or during a measurement.
+    import edgesplit.transport.node_admin  # noqa: F401
+
+    for future in futures:
+        future.result()
 
 
 async def _drive(
@@ -151,11 +250,13 @@ async def _drive(
     async with httpx.AsyncClient(timeout=30.0) as http:
         if progress is not None:
             progress(mode, "warm-up", 0, WARMUP_REQUESTS)
-        for i in range(WARMUP_REQUESTS):
-            await _warm_up(http, url, model, schedule[i % len(schedule)])
-            if progress is not None:
-                progress(mode, "warm-up", i + 1, WARMUP_REQUESTS)
-        seq = await _last_event_seq(http, url)
+        # Together: each only has to make every node of the plan run its blocks once before t = 0.
+        await asyncio.gather(
+            *(_warm_up(http, url, model, schedule[i % len(schedule)]) for i in range(WARMUP_REQUESTS))
+        )
+        if progress is not None:
+            progress(mode, "warm-up", WARMUP_REQUESTS, WARMUP_REQUESTS)
+        seq = await last_event_seq(http, url)
         t0, t0_wall = time.monotonic(), time.time()
 
         def on_event(t_s: float, label: str) -> None:
@@ -164,23 +265,33 @@ async def _drive(
                 narrate(mode, t_s, f"event: {label}")
 
         disturbances.on_event = on_event
-        done = 0
+        done, phase = 0, "load"
 
         def on_done(_: Any) -> None:
             nonlocal done
             done += 1
             if progress is not None:
-                progress(mode, "load", done, len(schedule))
+                progress(mode, phase, done, len(schedule))
+
+        def draining() -> None:
+            nonlocal phase
+            phase = "drain"
+            if progress is not None:
+                progress(mode, phase, done, len(schedule))
 
         stop = asyncio.Event()
+        if progress is not None:
+            progress(mode, phase, 0, len(schedule))
         load = asyncio.create_task(
             run_open_loop(url, model, schedule, timeout_s=timeout_s, on_done=on_done, start_monotonic=t0)
         )
         side = [
             asyncio.create_task(disturbances.run(t0)),
             asyncio.create_task(_sample_utilization(local, stop, run)),
-            asyncio.create_task(_follow_events(http, url, seq, t0_wall, stop, run, mode, narrate)),
+            asyncio.create_task(follow_events(http, url, seq, t0_wall, stop, run, mode, narrate)),
         ]
+        last_send = max((r.send_at_s for r in schedule), default=0.0)
+        side.append(asyncio.create_task(_at(t0 + last_send, draining)))
         try:
             records = await load
             # Every event is due before the end of the load; one still under way (a node restart
@@ -189,11 +300,17 @@ async def _drive(
                 await asyncio.wait_for(asyncio.shield(side[0]), RESTART_TIMEOUT_S)
         finally:
             stop.set()
-            side[0].cancel()
+            for task in (side[0], side[-1]):
+                task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
-        await _collect_events(http, url, seq, t0_wall, run, mode, None)
+        await collect_events(http, url, seq, t0_wall, run, mode, None)
     run.errors += disturbances.errors
     return list(records)
+
+
+async def _at(at_monotonic: float, action: Callable[[], None]) -> None:
+    await asyncio.sleep(max(0.0, at_monotonic - time.monotonic()))
+    action()
 
 
 async def _warm_up(http: Any, url: str, model: str, request: Any) -> None:
@@ -209,77 +326,10 @@ async def _warm_up(http: Any, url: str, model: str, request: Any) -> None:
         await http.post(f"{url}/v1/completions", json=body, timeout=120.0)
 
 
-async def _last_event_seq(http: Any, url: str) -> int:
-    events = await _events_after(http, url, 0)
-    return max((int(e.get("seq", 0)) for e in events), default=0)
-
-
-async def _events_after(http: Any, url: str, seq: int) -> list[dict[str, Any]]:
-    resp = await http.get(f"{url}/v1/events", params={"after": seq, "follow": "false"}, timeout=10.0)
-    return [json.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: {")]
-
-
-async def _follow_events(
-    http: Any,
-    url: str,
-    seq: int,
-    t0_wall: float,
-    stop: asyncio.Event,
-    run: ModeRun,
-    mode: str,
-    narrate: NarrateFn | None,
-) -> None:
-    """Poll the gateway's event log while the load runs (narration and reconfigurations as they come)."""
-    while not stop.is_set():
-        with contextlib.suppress(Exception):
-            seq = await _collect_events(http, url, seq, t0_wall, run, mode, narrate)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-
-
-async def _collect_events(
-    http: Any,
-    url: str,
-    seq: int,
-    t0_wall: float,
-    run: ModeRun,
-    mode: str,
-    narrate: NarrateFn | None,
-) -> int:
-    """Fold events after ``seq`` into ``run``; returns the newest seq seen."""
-    seen = {int(d.get("seq", 0)) for d in run.decisions}
-    for event in await _events_after(http, url, seq):
-        seq = max(seq, int(event.get("seq", 0)))
-        if int(event.get("seq", 0)) in seen:
-            continue
-        t_s = float(event.get("at", t0_wall)) - t0_wall
-        run.decisions.append(event)
-        if event.get("kind") == "plan_committed":
-            chain = " ".join(f"{s['node']}[{s['start']}:{s['end']}]" for s in event.get("segments", []))
-            run.reconfigurations.append((t_s, f"epoch {event.get('epoch')}: {chain}"))
-            if narrate is not None:
-                narrate(mode, t_s, f"commit: epoch {event.get('epoch')} -> {chain}")
-        elif event.get("kind") == "decision" and narrate is not None and _notable(event):
-            narrate(mode, t_s, f"decision: {describe_decision(event)}")
-    return seq
-
-
-def _notable(event: dict[str, Any]) -> bool:
-    return bool(event.get("triggers")) or event.get("action") == "reconfigure"
-
-
-def describe_decision(event: dict[str, Any]) -> str:
-    """``latency(…) -> reconfigure (migrate on latency) [committed]`` from a decision's JSON."""
-    triggers = ",".join(
-        f"{t['kind']}({t['subject']})" if t.get("subject") else str(t["kind"])
-        for t in event.get("triggers", [])
-    )
-    head = f"{triggers or 'no trigger'} -> {event.get('action')}"
-    return f"{head} ({event.get('reason', '')}) [{event.get('outcome', '')}]"
-
-
 async def _sample_utilization(local: Any, stop: asyncio.Event, run: ModeRun) -> None:
     """Every second: mean over live nodes of the share of time each spent executing steps (Δbusy/Δt)."""
+    from edgesplit.transport.node_admin import NodeAdmin
+
     tls = getattr(local, "admin_tls", None)
     last: dict[str, tuple[float, float]] = {}
     admins: dict[str, NodeAdmin] = {}

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from edgesplit.errors import EdgesplitError
 from edgesplit.gateway.config import GatewayConfig
 from edgesplit.gateway.decoder import DecodeLimits, Decoder
+from edgesplit.gateway.emulation import EMULATION_PATH, EmulationUpdate, emulation_router
 from edgesplit.gateway.error_map import ApiError, bad_request, to_api_error
 from edgesplit.gateway.events import EventLog
 from edgesplit.gateway.limits import RequestLimits
@@ -123,17 +124,18 @@ def create_app(
 
     @app.middleware("http")
     async def _authorise(request: Request, call_next: Any) -> Response:
-        """Bearer keys on /v1/* (when configured); plan and event writes are admin-only."""
+        """Bearer keys on /v1/* (when configured); plan, event and emulation writes are admin-only."""
         path, method = request.url.path, request.method
         token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if method in ("PUT", "POST") and path in ("/v1/plan", "/v1/events", "/v1/orchestrator"):
+        if method in ("PUT", "POST") and path in _ADMIN_WRITES:
             host = request.client.host if request.client else ""
             allowed = _same(token, config.admin_token) if config.admin_token else host in _LOOPBACK
             if not allowed:
                 return _error_response(
                     ApiError(
                         403,
-                        "plan and event writes are for the orchestrator only",
+                        f"{method} {path} is an admin write: it needs the admin token (or a loopback "
+                        "client when the gateway has none)",
                         "permission_error",
                         None,
                         "forbidden",
@@ -258,6 +260,8 @@ def create_app(
             raise bad_request("an event is a JSON object with a string `kind`", "kind")
         return await events.add(event)
 
+    app.include_router(emulation_router(config, client))
+
     @app.get("/v1/observations")
     async def observations(after: int = 0) -> dict[str, Any]:
         """For the orchestrator's monitoring cycle: steps measured after sequence number ``after``."""
@@ -287,11 +291,15 @@ def create_app(
             ("POST", "/v1/completions"): CompletionRequest,
             ("POST", "/v1/chat/completions"): ChatCompletionRequest,
             ("PUT", "/v1/plan"): PlanCommit,
+            ("PUT", EMULATION_PATH): EmulationUpdate,
         },
         config.model_name,
     )
     return app
 
+
+_ADMIN_WRITES = frozenset({"/v1/plan", "/v1/events", "/v1/orchestrator", EMULATION_PATH})
+"""PUT/POST on these need the admin token, or a loopback client when the gateway has no token."""
 
 # "testclient" is Starlette's TestClient peer; a real socket peer is always an IP address.
 _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}

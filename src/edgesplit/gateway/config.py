@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgesplit.transport.link import LinkSpec
+
 
 class GatewayNodeConfig(BaseModel):
     """A node the gateway may route to, as the cluster file declares it."""
@@ -30,6 +32,12 @@ class EmulatedLinkConfig(BaseModel):
     """Mbit/s; 0 means unlimited."""
     rtt_ms: float = Field(default=0.0, ge=0)
     jitter_ms: float = Field(default=0.0, ge=0)
+
+    def spec(self) -> LinkSpec:
+        """The transport's view of this link (bits per second and seconds)."""
+        return LinkSpec(
+            bandwidth_bps=self.bandwidth_mbps * 1e6, rtt_s=self.rtt_ms / 1e3, jitter_s=self.jitter_ms / 1e3
+        )
 
 
 class GatewayConfig(BaseModel):

@@ -66,17 +66,10 @@ async def _serve(
 
     from edgesplit.gateway.app import create_app
     from edgesplit.transport.grpc_client import GrpcSegmentClient
-    from edgesplit.transport.link import LinkSpec
 
-    links = {
-        peer: LinkSpec(
-            bandwidth_bps=link.bandwidth_mbps * 1e6, rtt_s=link.rtt_ms / 1e3, jitter_s=link.jitter_ms / 1e3
-        )
-        for peer, link in config.emulated_links.items()
-    }
     client = GrpcSegmentClient(
         source_node_id=config.source_node,
-        links=links,
+        links={peer: link.spec() for peer, link in config.emulated_links.items()},
         sink_listen=config.reply_listen,
         sink_host=config.reply_host,
         tls=tls,

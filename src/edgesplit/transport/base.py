@@ -7,9 +7,10 @@ the evaluation harness and tests drive the same pipeline code through this one i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from edgesplit.model.steps import SamplingParams
+from edgesplit.transport.link import LinkSpec
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,12 @@ class SegmentClient(Protocol):
     async def end_session(self, route: Route, session_id: str) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class LinkEmulator(Protocol):
+    """A client that shapes what it sends on emulated links (the testbed, DESIGN §3)."""
+
+    def set_links(self, links: dict[str, LinkSpec], default_link: LinkSpec | None = None) -> None:
+        """Replace every link from the source node: ``links`` by peer id, ``default_link`` for the rest."""
+        ...

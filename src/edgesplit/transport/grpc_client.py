@@ -23,7 +23,7 @@ import torch
 
 from edgesplit.errors import EdgesplitError, NodeUnavailableError, SegmentSpecError, TransportError
 from edgesplit.transport.base import ChainResult, ChainStep, Route
-from edgesplit.transport.link import LinkSpec
+from edgesplit.transport.link import LinkShaper, LinkSpec
 from edgesplit.transport.outbox import Outbox
 from edgesplit.transport.peers import PeerPool
 from edgesplit.transport.tls import SINK_POLICY, TlsConfig, bind, channel_credentials, new_server
@@ -102,8 +102,13 @@ class GrpcSegmentClient:
         self._server = server
 
     def set_links(self, links: dict[str, LinkSpec], default_link: LinkSpec | None = None) -> None:
-        """Change the emulated links from the source node at run time."""
+        """Change the emulated links from the source node at run time (steps already waiting on a
+        link keep the delay they were charged)."""
         self._peers.set_links(links, default_link or LinkSpec())
+
+    def link(self, peer_node_id: str) -> LinkShaper:
+        """The shaper a first step to ``peer_node_id`` waits on (what ``set_links`` changes)."""
+        return self._peers.link(peer_node_id)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
