@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from edgesplit.orchestrator.events import Action, DecisionEvent, Outcome, TriggerFiring, TriggerKind
+from edgesplit.orchestrator.events import Action, DecisionEvent, Outcome, TriggerFiring, TriggerKind, describe
+from edgesplit.orchestrator.observations import gateway_inputs, to_node_telemetry
 from edgesplit.orchestrator.plans import Plan
 from edgesplit.orchestrator.problem_builder import BlockCost
 from edgesplit.orchestrator.profiler import CapacityProfiler, NodeTelemetry
-from edgesplit.orchestrator.service import describe, gateway_inputs, to_node_telemetry
 from edgesplit.wire.messages import SegmentStats, TelemetrySnapshot
 
 
