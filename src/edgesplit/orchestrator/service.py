@@ -222,7 +222,8 @@ class OrchestratorService:
         done = self.core.committed(plan.epoch, self.clock(), prepare_s, time.perf_counter() - commit_started)
         await self._publish(done.event)
         if done.message is not None and old is not None:
-            holders = [n for n in sorted(old.nodes | plan.nodes) if n in self.addresses]
+            # Only the old plan's nodes hold anything of its epoch; nodes new to the plan free nothing.
+            holders = [n for n in sorted(old.nodes) if n in self.addresses]
             self._later(self._release(old.epoch, holders, done.message))
 
     async def _abort(
