@@ -1,5 +1,6 @@
-"""The orchestrator process shell against fake nodes: after a change it releases the old epoch only on
-the nodes that held it."""
+"""The orchestrator process shell against fake nodes: at start it waits (bounded) for the nodes and
+fails loudly, naming them, when none answers; after a change it releases the old epoch only on the
+nodes that held it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from orch_world import mec_world
 
 from edgesplit.errors import NodeUnavailableError
@@ -74,6 +76,44 @@ def make_service(
     calls: list[tuple[str, str, int]] = []
     service._admins = {n: FakeNode(n, calls, ok) for n, ok in reachable.items()}  # type: ignore[dict-item]
     return service, calls
+
+
+def test_no_node_answering_at_start_is_one_error_naming_every_node(tmp_path: Path) -> None:
+    settings = ServiceSettings(start_timeout_s=0.3)
+    service, _ = make_service(tmp_path, {"device": False, "mec1": False, "mec2": False}, settings)
+
+    async def main() -> None:
+        await service._first_reports(asyncio.Event())
+
+    with pytest.raises(NodeUnavailableError) as info:
+        asyncio.run(main())
+    message = str(info.value)
+    assert message.startswith("the orchestrator reached no node within 0.3 s: device at 127.0.0.1:9000 (")
+    for node, port in (("mec1", 9001), ("mec2", 9002)):
+        assert f"{node} at 127.0.0.1:{port} ({node}: failed to connect to all addresses)" in message
+    assert "\n" not in message
+
+
+def test_start_goes_ahead_without_a_silent_node_after_the_grace(tmp_path: Path) -> None:
+    settings = ServiceSettings(start_timeout_s=30.0, start_grace_s=0.2)
+    service, _ = make_service(tmp_path, {"device": True, "mec1": True, "mec2": False}, settings)
+
+    async def main() -> dict[str, TelemetrySnapshot] | None:
+        return await asyncio.wait_for(service._first_reports(asyncio.Event()), 10)
+
+    reports = asyncio.run(main())
+    assert reports is not None and set(reports) == {"device", "mec1"}
+
+
+def test_a_stop_while_waiting_for_the_nodes_ends_the_wait(tmp_path: Path) -> None:
+    service, _ = make_service(tmp_path, {"device": False}, ServiceSettings(start_timeout_s=30.0))
+
+    async def main() -> dict[str, TelemetrySnapshot] | None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.2, stop.set)
+        return await asyncio.wait_for(service._first_reports(stop), 10)
+
+    assert asyncio.run(main()) is None
 
 
 def test_the_old_epoch_is_released_only_on_the_nodes_that_held_it(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ def orchestrator(
     oracle_file: Path | None = None,
     tls_dir: Path | None = None,
     tls_name: str = "orchestrator",
+    improve_interval_s: float | None = None,
+    start_timeout_s: float | None = None,
 ) -> None:
     """The adaptive orchestrator: deploy (or adopt) a plan, then monitor and reconfigure until stopped.
 
@@ -41,11 +43,11 @@ def orchestrator(
     import signal
 
     from edgesplit.orchestrator.cluster_facts import block_costs, declared_facts
-    from edgesplit.orchestrator.config import OrchestratorConfig, ThresholdsConfig
+    from edgesplit.orchestrator.config import OrchestratorConfig
     from edgesplit.orchestrator.core import OrchestratorCore
     from edgesplit.orchestrator.http_api import bind, controller_problem, create_app, serve, url_of
     from edgesplit.orchestrator.plans import Plan
-    from edgesplit.orchestrator.service import OrchestratorService, ServiceSettings
+    from edgesplit.orchestrator.service import OrchestratorService
     from edgesplit.orchestrator.signing import load_or_create_private_key
     from edgesplit.orchestrator.store import OrchestratorStore
 
@@ -58,16 +60,15 @@ def orchestrator(
     missing = [n.id for n in cluster.nodes if not n.address]
     if missing:
         raise ConfigError(f"{cluster_file}: node(s) {', '.join(missing)} need an `address: HOST:PORT`")
-    thresholds = cluster.thresholds.model_dump()
-    if cooldown_s is not None:
-        thresholds["cooldown_s"] = cooldown_s
     state_dir.mkdir(parents=True, exist_ok=True)
-    config = OrchestratorConfig(
-        thresholds=ThresholdsConfig.model_validate(thresholds),
-        state_path=state_dir / "orchestrator.sqlite",
-        key_path=state_dir / "orchestrator_ed25519.pem",
-        privacy_default=cluster.request_privacy,
-        **({} if interval_s is None else {"monitor_interval_s": interval_s}),
+    # The cluster file's thresholds and `orchestrator:` section; flags given on the command line win.
+    config = OrchestratorConfig.for_cluster(
+        cluster,
+        state_dir,
+        monitor_interval_s=interval_s,
+        cooldown_s=cooldown_s,
+        improvement_interval_s=improve_interval_s,
+        start_timeout_s=start_timeout_s,
     )
     model_path = _resolve_model(cluster.model, cluster_file.parent)
     from edgesplit.cluster.roles import num_blocks_of
@@ -105,7 +106,7 @@ def orchestrator(
         cluster.source.id,
         gateway_url.rstrip("/") if gateway_url else None,
         token,
-        ServiceSettings(interval_s=config.monitor_interval_s),
+        config.service_settings(),
         echo=lambda line: typer.echo(line),
         http_url=http_url,
         tls=tls,
@@ -220,7 +221,10 @@ def register(app: typer.Typer) -> None:
             None, "--admin-token-file", help="The gateway's admin token (when it was given one)."
         ),
         interval_s: float | None = typer.Option(
-            None, "--interval", min=0.01, help="Monitoring period Δt in seconds (default 1)."
+            None,
+            "--interval",
+            min=0.01,
+            help="Monitoring period Δt in seconds (default: orchestrator.monitor_interval_s, 1).",
         ),
         cooldown_s: float | None = typer.Option(
             None, "--cooldown", min=0.0, help="Override the cluster file's T_cool (seconds), e.g. in tests."
@@ -243,6 +247,20 @@ def register(app: typer.Typer) -> None:
             None, "--tls-dir", help="mTLS to the nodes: folder with ca.crt, NAME.crt/.key and node certs."
         ),
         tls_name: str = typer.Option("orchestrator", "--tls-name", help="NAME of its certificate."),
+        improve_interval_s: float | None = typer.Option(
+            None,
+            "--improve-interval",
+            min=0.01,
+            help="Seconds between untriggered checks for a clearly better plan (default: the cluster "
+            "file's orchestrator.improvement_interval_s, 120).",
+        ),
+        start_timeout_s: float | None = typer.Option(
+            None,
+            "--start-timeout",
+            min=0.01,
+            help="Seconds to wait at start for the nodes to answer; none answering is an error "
+            "(default: orchestrator.start_timeout_s, 60).",
+        ),
     ) -> None:
         """The adaptive orchestrator: deploy or adopt a plan, then monitor and reconfigure (signed plans)."""
         orchestrator(
@@ -259,4 +277,6 @@ def register(app: typer.Typer) -> None:
             oracle_file,
             tls_dir=tls_dir,
             tls_name=tls_name,
+            improve_interval_s=improve_interval_s,
+            start_timeout_s=start_timeout_s,
         )

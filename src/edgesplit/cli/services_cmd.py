@@ -58,6 +58,7 @@ def up(
     interval_s: float | None = None,
     cooldown_s: float | None = None,
     insecure: bool = False,
+    improve_interval_s: float | None = None,
 ) -> None:
     from edgesplit.cluster.launcher import run_up
 
@@ -65,6 +66,7 @@ def up(
     model_path = _resolve_model(cluster.model, cluster_file.parent)
     extra = [] if interval_s is None else ["--interval", str(interval_s)]
     extra += [] if cooldown_s is None else ["--cooldown", str(cooldown_s)]
+    extra += [] if improve_interval_s is None else ["--improve-interval", str(improve_interval_s)]
     raise SystemExit(run_up(cluster, model_path, timeout_s, extra, insecure=insecure))
 
 
@@ -129,9 +131,15 @@ def register(app: typer.Typer) -> None:
         insecure: bool = typer.Option(
             False, "--insecure", help="Debugging only: no mTLS between the processes (default: a fresh CA)."
         ),
+        improve_interval_s: float | None = typer.Option(
+            None,
+            "--improve-interval",
+            min=0.01,
+            help="Orchestrator: seconds between untriggered checks for a clearly better plan (default 120).",
+        ),
     ) -> None:
         """Start a local cluster on loopback: node agents, gateway, orchestrator; Ctrl-C stops all."""
-        up(cluster_file, timeout_s, interval_s, cooldown_s, insecure)
+        up(cluster_file, timeout_s, interval_s, cooldown_s, insecure, improve_interval_s)
 
     @app.command("gateway")
     def gateway_cmd(

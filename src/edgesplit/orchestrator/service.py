@@ -45,6 +45,11 @@ class ServiceSettings:
     release_delay_s: float = 2.0
     """After the gateway switched, steps already under way on the old epoch finish before its release."""
     prepare_timeout_s: float = PREPARE_TIMEOUT_S
+    start_timeout_s: float = 60.0
+    """At start, how long to wait for any node to answer; with none answering, ``run`` raises."""
+    start_grace_s: float = 5.0
+    """At start, once one node answered, how much longer the others get before planning goes ahead
+    without them (they count as absent, as after a heartbeat timeout)."""
 
 
 @dataclass
@@ -92,7 +97,9 @@ class OrchestratorService:
         try:
             await self._announce()
             # 1) Start: what do the nodes serve? Adopt it (restart) or plan and roll out d_0.
-            reports = await self._collect_telemetry()
+            reports = await self._first_reports(stop)
+            if reports is None:
+                return  # stopped while waiting for the nodes
             inputs = MonitoringInputs(reports=[to_node_telemetry(r, None) for r in reports.values()])
             epochs = {n: max(r.epochs) for n, r in reports.items() if r.epochs}
             step = self.core.start(self.clock(), epochs, inputs)
@@ -134,14 +141,58 @@ class OrchestratorService:
     # --- monitoring ------------------------------------------------------------------------------
 
     async def _collect_telemetry(self) -> dict[str, TelemetrySnapshot]:
+        return (await self._ask_telemetry(sorted(self.addresses)))[0]
+
+    async def _ask_telemetry(
+        self, ids: Sequence[str]
+    ) -> tuple[dict[str, TelemetrySnapshot], dict[str, BaseException]]:
+        """One telemetry round to ``ids``: (reports, why each other node did not answer)."""
         from edgesplit.wire.messages import TelemetrySnapshot
 
-        ids = sorted(self.addresses)
         got = await asyncio.gather(
             *(self._admin(n).telemetry(TELEMETRY_TIMEOUT_S, dict(self.addresses)) for n in ids),
             return_exceptions=True,
         )
-        return {n: r for n, r in zip(ids, got, strict=True) if isinstance(r, TelemetrySnapshot)}
+        reports = {n: r for n, r in zip(ids, got, strict=True) if isinstance(r, TelemetrySnapshot)}
+        errors = {n: r for n, r in zip(ids, got, strict=True) if isinstance(r, BaseException)}
+        return reports, errors
+
+    async def _first_reports(self, stop: asyncio.Event) -> dict[str, TelemetrySnapshot] | None:
+        """Every node's first report, waiting (bounded) for those not up yet; None if stopped meanwhile.
+
+        Raises ``NodeUnavailableError`` naming every node when none answered within
+        ``start_timeout_s`` (a wrong address or certificate must not leave a silent orchestrator).
+        """
+        from edgesplit.errors import NodeUnavailableError
+
+        started = time.monotonic()
+        reports: dict[str, TelemetrySnapshot] = {}
+        first_answer: float | None = None
+        while True:
+            missing = sorted(set(self.addresses) - set(reports))
+            got, errors = await self._ask_telemetry(missing)
+            reports.update(got)
+            now = time.monotonic()
+            if reports and first_answer is None:
+                first_answer = now
+            missing = sorted(set(self.addresses) - set(reports))
+            if not missing:
+                return reports
+            timed_out = now - started >= self.settings.start_timeout_s
+            if first_answer is not None and (timed_out or now - first_answer >= self.settings.start_grace_s):
+                log.warning("starting without node(s) %s: no answer yet", ", ".join(missing))
+                return reports
+            if timed_out:
+                why = "; ".join(f"{n} at {self.addresses[n]} ({_first_line(errors.get(n))})" for n in missing)
+                raise NodeUnavailableError(
+                    f"the orchestrator reached no node within {self.settings.start_timeout_s:g} s: {why}; "
+                    "check that the node agents run and the cluster file's addresses and certificates"
+                )
+            try:
+                await asyncio.wait_for(stop.wait(), min(0.5, self.settings.start_timeout_s))
+                return None
+            except TimeoutError:
+                pass
 
     async def _monitoring_inputs(self) -> MonitoringInputs:
         reports = []
@@ -318,3 +369,11 @@ class OrchestratorService:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _first_line(error: BaseException | None, limit: int = 160) -> str:
+    """An exception as a short single line for a one-line error message."""
+    if error is None:
+        return "no answer"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
