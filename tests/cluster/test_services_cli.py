@@ -4,6 +4,7 @@ the services started one at a time (as on separate machines) form a working clus
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,41 @@ def test_gateway_needs_node_addresses(tmp_path: Path) -> None:
 def test_up_with_a_missing_file_exits_2(tmp_path: Path) -> None:
     result = run_cli("up", str(tmp_path / "none.yaml"))
     assert result.returncode == 2 and "cannot read cluster file" in result.stderr
+
+
+def unused_address() -> str:
+    """A loopback address nobody listens on: a port the kernel picked, then closed again."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_orchestrator_that_reaches_no_node_exits_non_zero_naming_them(tmp_path: Path) -> None:
+    """Wrong addresses (or certificates): not a silent orchestrator that only logs, but exit 1 after the
+    bounded wait, with one line naming every node it could not reach."""
+    addresses = {"device": unused_address(), "mec1": unused_address()}
+    cluster = tmp_path / "c.yaml"
+    nodes = [
+        {"id": "device", "source": True, "trusted": True, "address": addresses["device"]},
+        {"id": "mec1", "address": addresses["mec1"]},
+    ]
+    cluster.write_text(yaml.safe_dump({"model": "builtin:llama-tiny", "nodes": nodes}))
+    started = time.monotonic()
+    result = run_cli("orchestrator", str(cluster), "--state-dir", str(tmp_path / "s"), "--start-timeout", "1")
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgesplit: error: the orchestrator reached no node within 1 s: "), last
+    for node_id, address in addresses.items():
+        assert f"{node_id} at {address} (" in last, last
+    assert "Traceback" not in result.stderr
+    assert took < 60, took  # bounded by the flag, not the 60 s default
+
+
+def test_improve_interval_must_be_positive(tmp_path: Path) -> None:
+    result = run_cli("orchestrator", str(tmp_path / "c.yaml"), "--improve-interval", "0")
+    assert result.returncode == 2
+    assert "--improve-interval" in result.stderr and "Traceback" not in result.stderr
 
 
 def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, object]:

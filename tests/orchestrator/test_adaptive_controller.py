@@ -286,6 +286,20 @@ def test_a_recovered_node_wins_its_segments_back_only_by_the_periodic_improvemen
     assert back.chosen is not None and back.chosen.gain_s > back.chosen.cost_s
 
 
+def test_the_improvement_check_keeps_its_own_pace_below_the_replan_interval() -> None:
+    """An improvement interval of 3 s means a check every 3 s, not one every `replan_interval_s`
+    (10 s, the pace for triggers that stay active) — and never two closer than 3 s."""
+    world = mec_world(seed=18)
+    settings = ControllerSettings(improvement_interval_s=3.0, replan_interval_s=10.0)
+    ctrl, sink = make_controller(world, settings)
+    start(ctrl, world)
+    log = run(ctrl, world, 1.0, 31.0)
+    assert log.changes == []  # steady: every check finds nothing better
+    checks = [e.at_s for e in sink.events if [t.kind for t in e.triggers] == [TriggerKind.IMPROVEMENT]]
+    assert len(checks) >= 9, checks
+    assert all(b - a >= 3.0 for a, b in itertools.pairwise(checks)), checks
+
+
 def test_restart_with_reports_trickling_in_neither_redeploys_nor_declares_nodes_lost() -> None:
     world = mec_world(noise=0.05, seed=16)
     first, _ = make_controller(world)

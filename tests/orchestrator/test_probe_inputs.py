@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from edgesplit.orchestrator.observations import probe_observations, to_node_telemetry
 from edgesplit.orchestrator.profiler import CapacityProfiler, LinkObservation, NodeTelemetry
-from edgesplit.orchestrator.service import probe_observations, to_node_telemetry
 from edgesplit.wire.messages import LinkProbeResult, TelemetrySnapshot
 
 REF = {0: 0.0, 1: 0.010, 2: 0.010}

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from edgesplit.orchestrator.events import Action, DecisionEvent, Outcome, TriggerFiring, TriggerKind
+from edgesplit.orchestrator.events import Action, DecisionEvent, Outcome, TriggerFiring, TriggerKind, describe
+from edgesplit.orchestrator.observations import NodeSeen, fold_report, gateway_inputs, to_node_telemetry
 from edgesplit.orchestrator.plans import Plan
 from edgesplit.orchestrator.problem_builder import BlockCost
 from edgesplit.orchestrator.profiler import CapacityProfiler, NodeTelemetry
-from edgesplit.orchestrator.service import _NodeSeen, describe, fold_report, gateway_inputs, to_node_telemetry
 from edgesplit.wire.messages import SegmentStats, TelemetrySnapshot
 
 
@@ -100,7 +100,7 @@ def test_a_node_holding_only_zero_work_blocks_has_no_speed_yet() -> None:
 def test_a_restarted_node_is_heard_at_once() -> None:
     """A node process that restarts counts its reports from 1 again: its first report must be folded
     in (not dropped as older than the last one of the previous process) and cover its new uptime."""
-    seen = _NodeSeen()
+    seen = NodeSeen()
     profiler = CapacityProfiler({2: 0.005, 3: 0.005})
     for i in range(1, 31):  # 30 reports from the first process
         report, _ = fold_report(seen, snap(float(i), 0.1 * i, i, (1,)))

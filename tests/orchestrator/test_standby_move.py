@@ -10,9 +10,9 @@ import pytest
 from edgesplit.orchestrator.candidates import ACCEPTED, Guard
 from edgesplit.orchestrator.events import CandidateKind, CandidateRecord
 from edgesplit.orchestrator.move_cost import MoveSettings, holdings, move_cost
+from edgesplit.orchestrator.observations import to_node_telemetry
 from edgesplit.orchestrator.problem_builder import BlockCost
 from edgesplit.orchestrator.profiler import CapacityProfiler, EnvironmentState
-from edgesplit.orchestrator.service import to_node_telemetry
 from edgesplit.wire.messages import SegmentStats, TelemetrySnapshot
 
 MB = 1_000_000

@@ -201,6 +201,55 @@ class GatewaySection(_Strict):
     """Port for `edgesplit up`'s gateway on 127.0.0.1 (0: any free port)."""
 
 
+class OrchestratorSection(_Strict):
+    """Optional ``orchestrator:`` knobs of the adaptive orchestrator; every default is what it uses
+    without the section. Θ itself lives in ``thresholds`` (the paper's Table 3)."""
+
+    monitor_interval_s: float = Field(default=1.0, gt=0)
+    """Δt: how often a monitoring cycle runs, in s (`edgesplit orchestrator --interval` overrides it)."""
+    improvement_interval_s: float | None = Field(default=120.0, gt=0)
+    """With no trigger active, look for a clearly better plan this often, in s (how a recovered node
+    wins its segments back); null: only on triggers, as in the paper. `--improve-interval` overrides."""
+    improvement_min_gain: float = Field(default=0.20, ge=0, lt=1)
+    """An untriggered change (improvement check) must cut predicted latency by this fraction."""
+    min_relative_gain: float = Field(default=0.10, ge=0, lt=1)
+    """A triggered, non-urgent change must cut predicted latency by this fraction (or fix a target)."""
+    confirm_s: float = Field(default=5.0, ge=0)
+    """A change asked for by the latency trigger or the improvement check alone is made only if the
+    same plan is chosen again at least this long later (s), from fresh measurements."""
+    horizon_s: float = Field(default=120.0, gt=0)
+    """How long a new plan is expected to serve, in s: a move's gain counts over it, minus the move time."""
+    replan_interval_s: float = Field(default=10.0, ge=0)
+    """While a trigger stays active without a change, re-plan at most this often, in s."""
+    persist_cycles: int = Field(default=2, ge=1)
+    """Monitoring cycles a threshold must be crossed for before its trigger fires."""
+    release_fraction: float = Field(default=0.10, ge=0, lt=1)
+    """How far inside its threshold a value must come back before the trigger re-arms (fraction)."""
+    ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    """Weight of the newest (median-filtered) sample in every smoothed figure."""
+    median_window: int = Field(default=5, ge=1)
+    """Samples in the median filter in front of each EWMA (outliers shorter than half of it vanish)."""
+    bandwidth_window: int = Field(default=6, ge=1)
+    """Link bandwidth samples (probes, observed transfers) in the window a link's estimate is taken from."""
+    bandwidth_quantile: float = Field(default=0.8, ge=0, le=1)
+    """Which order statistic of that window is believed: samples only err low (a delayed probe), so a
+    high one; a collapse counts once most of the window agrees."""
+    heartbeat_timeout_s: float = Field(default=5.0, gt=0)
+    """A node silent this long is lost (node-loss trigger, acts at once), in s."""
+    start_timeout_s: float = Field(default=60.0, gt=0)
+    """At start, how long to wait for the nodes to answer, in s; if none has, the orchestrator exits
+    with an error naming them (`--start-timeout` overrides)."""
+    disk_read_bytes_per_s: float = Field(default=500e6, gt=0)
+    """Loading a shard a node caches on disk (its standby set), in bytes/s."""
+    solver: Literal["auto", "exact", "dp", "greedy"] = "auto"
+    """The planner's solver (`edgesplit plan --solver`)."""
+    planner_time_limit_s: float = Field(default=5.0, gt=0)
+    """Wall-clock budget of one planning call, in s."""
+    min_change_epsilon: float | None = Field(default=0.02, ge=0)
+    """Among plans within this relative Φ of the best, the planner picks the one moving fewest bytes;
+    null: always the best Φ."""
+
+
 class ClusterConfig(_Strict):
     """A whole cluster file."""
 
@@ -217,6 +266,8 @@ class ClusterConfig(_Strict):
     """Plan under this privacy level (`high`: privacy blocks only on trusted nodes)."""
     gateway: GatewaySection = Field(default_factory=lambda: GatewaySection())
     shards: ShardsConfig = Field(default_factory=lambda: ShardsConfig())
+    orchestrator: OrchestratorSection = Field(default_factory=lambda: OrchestratorSection())
+    """Optional knobs of the adaptive orchestrator (defaults: what it does without them)."""
     emulation: EmulationConfig | None = None
 
     @model_validator(mode="after")

@@ -13,10 +13,12 @@ Pure core (no sockets, threads or clocks; time is passed in as ``now``):
 * ``plans`` / ``signing`` / ``plan_gate``  the signed, epoch-fenced plan of §4.6 and the node-side gate
 * ``store`` / ``events``  SQLite persistence and the decision record (``/v1/events`` JSON)
 * ``core``            ``OrchestratorCore``: controller + signing + store, in the order RB needs
-* ``config``          ``OrchestratorConfig`` (pydantic, cluster-file units) → the settings above
+* ``config``          ``OrchestratorConfig`` (the cluster file's ``orchestrator:`` section + flags) → the
+                      settings above
 
 The ``edgesplit orchestrator`` process is a thin shell around ``OrchestratorCore`` — ``service``
-(``OrchestratorService``: the asyncio loop, gRPC and HTTP imported lazily) and ``cluster_facts``
+(``OrchestratorService``: the asyncio loop, gRPC and HTTP imported lazily), ``observations`` (what
+nodes and gateway report → ``MonitoringInputs`` parts, pure) and ``cluster_facts``
 (declared facts and reference block costs from the cluster file, never its emulation section):
 
     core = OrchestratorCore(AdaptiveController(blocks, facts, sr.plan, sr.evaluate, store, settings),

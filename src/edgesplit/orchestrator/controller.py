@@ -273,6 +273,7 @@ class AdaptiveController:
             left = th.cooldown_s - (now - self.last_change_s)
             event = DecisionEvent(now, plan.epoch, Action.KEEP, f"cool-down: {left:.1f} s left", triggers)
             return self._record(event) if decision.newly_fired else event
+        improving = triggers[0].kind is TriggerKind.IMPROVEMENT
         recently = now - self._last_plan_s < self.settings.replan_interval_s
         hop_s = self._hop_time_s(env, plan.assignment)
         if hop_s > 2 * self._planned_hop_s + 0.25 * th.latency_max_s:
@@ -282,8 +283,9 @@ class AdaptiveController:
         urgent_set = frozenset((f.kind, f.subject) for f in triggers if f.kind.urgent)
         # An urgent situation the last planning could not resolve is retried at the re-plan pace,
         # unless it changed (another node lost): the planner is not free, and the answer would repeat.
+        # The improvement check is paced by its own interval (``_improvement_due``), not this one.
         stuck = decision.urgent and urgent_set == self._unresolved
-        if recently and (stuck or (not decision.urgent and not decision.newly_fired)):
+        if recently and not improving and (stuck or (not decision.urgent and not decision.newly_fired)):
             return DecisionEvent(
                 now, plan.epoch, Action.KEEP, "trigger still active, planned recently", triggers
             )
@@ -298,7 +300,6 @@ class AdaptiveController:
         planning_s = self._timer() - started
 
         # 5) Guards: is it a change, and does its gain over the horizon pay for moving? Then roll out.
-        improving = triggers[0].kind is TriggerKind.IMPROVEMENT
         min_gain = self.settings.improvement_min_gain if improving else self.settings.min_relative_gain
         guard = Guard(self.blocks, plan.assignment, self.settings.move, decision.urgent, min_gain)
         judged = [guard.judge(c, keep, env, problem) for c in options]
@@ -323,8 +324,8 @@ class AdaptiveController:
                     now,
                     plan.epoch,
                     Action.KEEP,
-                    f"{chosen.kind.value} chosen; confirming it in {self.settings.confirm_s:.0f} s "
-                    "(a latency-only trigger must see the same answer twice)",
+                    f"{chosen.kind.value} chosen; confirming it in {self.settings.confirm_s:g} s "
+                    "(a latency-only or improvement change must see the same answer twice)",
                     triggers,
                     (keep, *judged),
                     predicted_latency_s=keep.predicted_latency_s,

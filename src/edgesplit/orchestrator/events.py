@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from edgesplit.orchestrator.plans import segments_of
+
 
 class TriggerKind(StrEnum):
     LATENCY = "latency"  # latency EWMA > L_max
@@ -183,3 +185,22 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def describe(event: DecisionEvent) -> str:
+    """``decision: epoch 2 reconfigure -> epoch 3 [committed] bandwidth(device~mec1) ...`` on one line."""
+    parts = [f"decision: epoch {event.epoch} {event.action.value}"]
+    if event.new_epoch is not None:
+        parts.append(f"-> epoch {event.new_epoch}")
+    parts.append(f"[{event.outcome.value}]")
+    if event.triggers:
+        parts.append(
+            ",".join(f"{t.kind.value}({t.subject})" if t.subject else t.kind.value for t in event.triggers)
+        )
+    parts.append(event.reason)
+    if event.chosen is not None:
+        chain = " ".join(str(s) for s in segments_of(event.chosen.assignment))
+        parts.append(f"{event.chosen.kind.value}: {chain}")
+    if event.phases:
+        parts.append(" ".join(f"{k}={v:.3f}s" for k, v in event.phases.items()))
+    return " ".join(parts)

@@ -11,21 +11,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgesplit.errors import EdgesplitError
 from edgesplit.orchestrator.controller import MonitoringInputs
 from edgesplit.orchestrator.core import OrchestratorCore, Step
-from edgesplit.orchestrator.events import Action, DecisionEvent, json_safe
-from edgesplit.orchestrator.plans import Plan, segments_of
+from edgesplit.orchestrator.events import Action, DecisionEvent, describe, json_safe
+from edgesplit.orchestrator.observations import NodeSeen, fold_report, gateway_inputs, to_node_telemetry
+from edgesplit.orchestrator.plans import Plan
 from edgesplit.orchestrator.problem_builder import BlockCost
-from edgesplit.orchestrator.profiler import (
-    LatencyObservation,
-    LinkObservation,
-    NodeTelemetry,
-    WorkloadObservation,
-)
+from edgesplit.orchestrator.profiler import LinkObservation
 from edgesplit.orchestrator.signing import SignedMessage
 
 if TYPE_CHECKING:  # gRPC is imported when the process runs, so the core's modules stay importable alone
@@ -49,104 +45,11 @@ class ServiceSettings:
     release_delay_s: float = 2.0
     """After the gateway switched, steps already under way on the old epoch finish before its release."""
     prepare_timeout_s: float = PREPARE_TIMEOUT_S
-
-
-@dataclass
-class _NodeSeen:
-    """The previous telemetry report of one node (its counters are cumulative)."""
-
-    last: TelemetrySnapshot | None = None
-
-
-def to_node_telemetry(now: TelemetrySnapshot, before: TelemetrySnapshot | None) -> NodeTelemetry:
-    """A node's cumulative report → the core's per-interval ``NodeTelemetry``.
-
-    interval = Δuptime, busy = Δbusy_s_total (the first report covers the node's whole uptime),
-    epoch = the newest epoch it holds, utilisation as the node measured it for its machine.
-    """
-    interval = now.uptime_s - (before.uptime_s if before else 0.0)
-    busy = now.busy_s_total - (before.busy_s_total if before else 0.0)
-    moved = now.activation_bytes_in + now.activation_bytes_out
-    if before is not None:
-        moved -= before.activation_bytes_in + before.activation_bytes_out
-    return NodeTelemetry(
-        node_id=now.node_id,
-        seq=now.seq,
-        utilization=now.cpu_utilization,
-        interval_s=max(interval, 1e-6),
-        busy_s=max(busy, 0.0),
-        rss_bytes=now.rss_bytes,
-        mem_available_bytes=now.mem_available_bytes,
-        block_decode_s=dict(now.block_decode_s),
-        block_prefill_s=dict(now.block_prefill_s),
-        activation_bytes=max(moved, 0),
-        queue_depth=now.queue_depth,
-        sessions=now.active_sessions,
-        epoch=max(now.epochs, default=0),
-        loaded_blocks=now.loaded_blocks,
-        cached_blocks=now.cached_blocks,
-        shard_fetch_bps=now.shard_fetch_bps or None,
-        background=now.background_utilization,
-        profile_decode_s=dict(now.profile_decode_s),
-        profile_utilization=now.profile_utilization,
-    )
-
-
-def fold_report(seen: _NodeSeen, snap: TelemetrySnapshot) -> tuple[NodeTelemetry, list[LinkObservation]]:
-    """One node's new snapshot against its previous one → its report and new probe results. A
-    restarted node (uptime went back) starts its counters, ``seq`` and probe numbers again."""
-    restarted = seen.last is not None and snap.uptime_s < seen.last.uptime_s
-    if restarted:
-        seen.last = None
-    report = replace(to_node_telemetry(snap, seen.last), restarted=restarted)
-    observations = probe_observations(snap, seen.last)
-    seen.last = snap
-    return report, observations
-
-
-def probe_observations(now: TelemetrySnapshot, before: TelemetrySnapshot | None) -> list[LinkObservation]:
-    """The link probes a node ran since its previous report, as link observations (RTT, bandwidth)."""
-    last = max((p.seq for p in before.link_probes), default=0) if before is not None else 0
-    return [
-        LinkObservation(now.node_id, p.peer, p.rtt_s, bandwidth_bps=p.bandwidth_bps or None)
-        for p in now.link_probes
-        if p.seq > last
-    ]
-
-
-def gateway_inputs(
-    observed: Mapping[str, Any],
-    plan: Plan | None,
-    blocks: Sequence[BlockCost],
-    source: str,
-    interval_s: float,
-) -> tuple[list[LatencyObservation], list[LinkObservation], WorkloadObservation]:
-    """``GET /v1/observations`` → decode-step latencies by epoch, hop transfers, demand."""
-    steps = list(observed.get("steps", ()))
-    latencies = [
-        LatencyObservation(float(s["latency_s"]), int(s["epoch"])) for s in steps if s["tokens"] == 1
-    ]
-    links: list[LinkObservation] = []
-    if plan is not None:
-        segments = plan.segments
-        for s in steps:
-            hops = s["hops"]
-            if s["epoch"] != plan.epoch or len(hops) != len(segments):
-                continue
-            for i, (hop, seg) in enumerate(zip(hops, segments, strict=True)):
-                last = i == len(segments) - 1
-                nxt = source if last else segments[i + 1].node_id
-                nbytes = 8 if last else blocks[seg.end - 1].out_bytes * int(s["tokens"])
-                if nxt != hop["node"]:
-                    links.append(LinkObservation(hop["node"], nxt, None, nbytes, float(hop["send_s"])))
-    tokens = sum(int(s["tokens"]) for s in steps)
-    context = [int(s["context"]) for s in steps]
-    workload = WorkloadObservation(
-        tokens / max(interval_s, 1e-6),
-        int(observed.get("live_sessions", 0)),
-        sum(context) / len(context) if context else 0.0,
-    )
-    return latencies, links, workload
+    start_timeout_s: float = 60.0
+    """At start, how long to wait for any node to answer; with none answering, ``run`` raises."""
+    start_grace_s: float = 5.0
+    """At start, once one node answered, how much longer the others get before planning goes ahead
+    without them (they count as absent, as after a heartbeat timeout)."""
 
 
 @dataclass
@@ -166,7 +69,7 @@ class OrchestratorService:
     """mTLS to the nodes with the orchestrator's certificate (None: insecure channels)."""
     http_url: str | None = None
     """This process's HTTP API (plan preview); the gateway is told it so it can proxy the preview."""
-    _seen: dict[str, _NodeSeen] = field(default_factory=dict)
+    _seen: dict[str, NodeSeen] = field(default_factory=dict)
     _admins: dict[str, NodeAdmin] = field(default_factory=dict)
     _gateway_seq: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -187,7 +90,9 @@ class OrchestratorService:
         try:
             await self._announce()
             # 1) Start: what do the nodes serve? Adopt it (restart) or plan and roll out d_0.
-            reports = await self._collect_telemetry()
+            reports = await self._first_reports(stop)
+            if reports is None:
+                return  # stopped while waiting for the nodes
             inputs = MonitoringInputs(reports=[to_node_telemetry(r, None) for r in reports.values()])
             epochs = {n: max(r.epochs) for n, r in reports.items() if r.epochs}
             step = self.core.start(self.clock(), epochs, inputs)
@@ -229,20 +134,64 @@ class OrchestratorService:
     # --- monitoring ------------------------------------------------------------------------------
 
     async def _collect_telemetry(self) -> dict[str, TelemetrySnapshot]:
+        return (await self._ask_telemetry(sorted(self.addresses)))[0]
+
+    async def _ask_telemetry(
+        self, ids: Sequence[str]
+    ) -> tuple[dict[str, TelemetrySnapshot], dict[str, BaseException]]:
+        """One telemetry round to ``ids``: (reports, why each other node did not answer)."""
         from edgesplit.wire.messages import TelemetrySnapshot
 
-        ids = sorted(self.addresses)
         got = await asyncio.gather(
             *(self._admin(n).telemetry(TELEMETRY_TIMEOUT_S, dict(self.addresses)) for n in ids),
             return_exceptions=True,
         )
-        return {n: r for n, r in zip(ids, got, strict=True) if isinstance(r, TelemetrySnapshot)}
+        reports = {n: r for n, r in zip(ids, got, strict=True) if isinstance(r, TelemetrySnapshot)}
+        errors = {n: r for n, r in zip(ids, got, strict=True) if isinstance(r, BaseException)}
+        return reports, errors
+
+    async def _first_reports(self, stop: asyncio.Event) -> dict[str, TelemetrySnapshot] | None:
+        """Every node's first report, waiting (bounded) for those not up yet; None if stopped meanwhile.
+
+        Raises ``NodeUnavailableError`` naming every node when none answered within
+        ``start_timeout_s`` (a wrong address or certificate must not leave a silent orchestrator).
+        """
+        from edgesplit.errors import NodeUnavailableError
+
+        started = time.monotonic()
+        reports: dict[str, TelemetrySnapshot] = {}
+        first_answer: float | None = None
+        while True:
+            missing = sorted(set(self.addresses) - set(reports))
+            got, errors = await self._ask_telemetry(missing)
+            reports.update(got)
+            now = time.monotonic()
+            if reports and first_answer is None:
+                first_answer = now
+            missing = sorted(set(self.addresses) - set(reports))
+            if not missing:
+                return reports
+            timed_out = now - started >= self.settings.start_timeout_s
+            if first_answer is not None and (timed_out or now - first_answer >= self.settings.start_grace_s):
+                log.warning("starting without node(s) %s: no answer yet", ", ".join(missing))
+                return reports
+            if timed_out:
+                why = "; ".join(f"{n} at {self.addresses[n]} ({_first_line(errors.get(n))})" for n in missing)
+                raise NodeUnavailableError(
+                    f"the orchestrator reached no node within {self.settings.start_timeout_s:g} s: {why}; "
+                    "check that the node agents run and the cluster file's addresses and certificates"
+                )
+            try:
+                await asyncio.wait_for(stop.wait(), min(0.5, self.settings.start_timeout_s))
+                return None
+            except TimeoutError:
+                pass
 
     async def _monitoring_inputs(self) -> MonitoringInputs:
         reports = []
         probes: list[LinkObservation] = []
         for node_id, snap in (await self._collect_telemetry()).items():
-            report, observations = fold_report(self._seen.setdefault(node_id, _NodeSeen()), snap)
+            report, observations = fold_report(self._seen.setdefault(node_id, NodeSeen()), snap)
             reports.append(report)
             probes += observations
         observed = await self._observations()
@@ -316,7 +265,8 @@ class OrchestratorService:
         done = self.core.committed(plan.epoch, self.clock(), prepare_s, time.perf_counter() - commit_started)
         await self._publish(done.event)
         if done.message is not None and old is not None:
-            holders = [n for n in sorted(old.nodes | plan.nodes) if n in self.addresses]
+            # Only the old plan's nodes hold anything of its epoch; nodes new to the plan free nothing.
+            holders = [n for n in sorted(old.nodes) if n in self.addresses]
             self._later(self._release(old.epoch, holders, done.message))
 
     async def _abort(
@@ -413,20 +363,9 @@ class OrchestratorService:
         task.add_done_callback(self._tasks.discard)
 
 
-def describe(event: DecisionEvent) -> str:
-    """``decision: epoch 2 reconfigure -> epoch 3 [committed] bandwidth(device~mec1) ...`` on one line."""
-    parts = [f"decision: epoch {event.epoch} {event.action.value}"]
-    if event.new_epoch is not None:
-        parts.append(f"-> epoch {event.new_epoch}")
-    parts.append(f"[{event.outcome.value}]")
-    if event.triggers:
-        parts.append(
-            ",".join(f"{t.kind.value}({t.subject})" if t.subject else t.kind.value for t in event.triggers)
-        )
-    parts.append(event.reason)
-    if event.chosen is not None:
-        chain = " ".join(str(s) for s in segments_of(event.chosen.assignment))
-        parts.append(f"{event.chosen.kind.value}: {chain}")
-    if event.phases:
-        parts.append(" ".join(f"{k}={v:.3f}s" for k, v in event.phases.items()))
-    return " ".join(parts)
+def _first_line(error: BaseException | None, limit: int = 160) -> str:
+    """An exception as a short single line for a one-line error message."""
+    if error is None:
+        return "no answer"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
