@@ -148,16 +148,28 @@ _pos = st.floats(0.1, 10.0).map(lambda x: round(x, 3))
 
 
 @st.composite
-def problems(draw: st.DrawFn, max_blocks: int = 4, max_nodes: int = 3, n_sources: int = 1) -> dict[str, Any]:
-    """Random small problems: memory often binds, links go missing, privacy and weights vary."""
-    n_blocks = draw(st.integers(1, max_blocks))
-    n_nodes = draw(st.integers(max(1, n_sources), max_nodes))
+def problems(
+    draw: st.DrawFn,
+    max_blocks: int = 4,
+    max_nodes: int = 3,
+    n_sources: int = 1,
+    *,
+    tight: bool = False,
+) -> dict[str, Any]:
+    """Random small problems: memory often binds, links go missing, privacy and weights vary.
+
+    ``tight``: the run search's domain — at least 2 blocks on at least 2 nodes that hold a few blocks
+    each (plans must spread and may revisit a node), and an additive Φ (β = 0).
+    """
+    lo = 2 if tight else 1
+    n_blocks = draw(st.integers(lo, max_blocks))
+    n_nodes = draw(st.integers(max(lo, n_sources), max_nodes))
     ids = [f"n{i}" for i in range(n_nodes)]
     blocks = [
         {
             "name": f"b{i}",
             "work_ms": draw(st.floats(0.0, 20.0).map(lambda x: round(x, 3))),
-            "param_bytes": draw(st.integers(0, 100)),
+            "param_bytes": draw(st.integers(20, 100) if tight else st.integers(0, 100)),
             "kv_bytes_per_token": draw(st.sampled_from([0, 1, 2])),
             "out_bytes": draw(st.integers(0, 5000)),
             "privacy": draw(st.booleans()),
@@ -168,7 +180,7 @@ def problems(draw: st.DrawFn, max_blocks: int = 4, max_nodes: int = 3, n_sources
         {
             "id": nid,
             "speed": draw(_pos),
-            "mem_bytes": draw(st.integers(0, 400)),
+            "mem_bytes": draw(st.integers(40, 320) if tight else st.integers(0, 400)),
             "util": draw(st.floats(0.0, 0.9).map(lambda x: round(x, 3))),
             "trusted": draw(st.booleans()),
         }
@@ -189,13 +201,14 @@ def problems(draw: st.DrawFn, max_blocks: int = 4, max_nodes: int = 3, n_sources
         "nodes": nodes,
         "links": links,
         "input_bytes": draw(st.integers(0, 100)),
-        "context_tokens": draw(st.integers(0, 20)),
-        "sessions": draw(st.integers(1, 3)),
+        # KV memory (context × sessions × ≤ 2 B per block) stays a fraction of a tight node's memory.
+        "context_tokens": draw(st.integers(0, 10 if tight else 20)),
+        "sessions": draw(st.integers(1, 2 if tight else 3)),
         "token_rate": draw(st.sampled_from([0.0, 5.0, 40.0])),
         "privacy": draw(st.sampled_from(["high", "none"])),
         "weights": {
             "alpha": draw(st.sampled_from([1.0, 0.5, 2.0])),
-            "beta": draw(st.sampled_from([0.0, 0.0, 10.0, 100.0])),
+            "beta": 0.0 if tight else draw(st.sampled_from([0.0, 0.0, 10.0, 100.0])),
             "gamma": draw(st.sampled_from([0.0, 0.0, 5.0])),
         },
     }

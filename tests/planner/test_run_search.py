@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from planner_oracle import brute_force, close, oracle_cost
+from planner_oracle import brute_force, close, oracle_cost, problems
 
 from edgesplit.errors import InfeasibleError
 from edgesplit.orchestrator.planner import parse_problem, solve
@@ -16,63 +14,8 @@ from edgesplit.orchestrator.planner.instance import build_instance
 from edgesplit.orchestrator.planner.runs import run_search
 
 
-@st.composite
-def tight_problems(draw: st.DrawFn) -> dict[str, Any]:
-    """Chains where memory binds: nodes hold a few blocks each, so plans must spread and may revisit."""
-    n_blocks = draw(st.integers(2, 6))
-    n_nodes = draw(st.integers(2, 4))
-    ids = [f"n{i}" for i in range(n_nodes)]
-    blocks = [
-        {
-            "name": f"b{i}",
-            "work_ms": draw(st.floats(0.1, 20.0).map(lambda x: round(x, 3))),
-            "param_bytes": draw(st.integers(20, 100)),
-            "kv_bytes_per_token": draw(st.sampled_from([0, 1, 2])),
-            "out_bytes": draw(st.integers(0, 5000)),
-            "privacy": draw(st.booleans()),
-        }
-        for i in range(n_blocks)
-    ]
-    nodes = [
-        {
-            "id": nid,
-            "speed": draw(st.floats(0.1, 10.0).map(lambda x: round(x, 3))),
-            "mem_bytes": draw(st.integers(40, 320)),
-            "util": draw(st.floats(0.0, 0.9).map(lambda x: round(x, 3))),
-            "trusted": draw(st.booleans()),
-        }
-        for nid in ids
-    ]
-    links = [
-        {
-            "a": a,
-            "b": b,
-            "bandwidth_mbps": draw(st.floats(1.0, 1000.0).map(lambda x: round(x, 2))),
-            "rtt_ms": draw(st.floats(0.0, 20.0).map(lambda x: round(x, 2))),
-        }
-        for a, b in itertools.combinations(ids, 2)
-        if draw(st.integers(0, 6)) > 0
-    ]
-    return {
-        "blocks": blocks,
-        "nodes": nodes,
-        "links": links,
-        "source": draw(st.sampled_from(ids)),
-        "input_bytes": draw(st.integers(0, 100)),
-        "context_tokens": draw(st.integers(0, 10)),
-        "sessions": draw(st.integers(1, 2)),
-        "token_rate": draw(st.sampled_from([0.0, 20.0])),
-        "privacy": draw(st.sampled_from(["high", "none"])),
-        "weights": {
-            "alpha": draw(st.sampled_from([1.0, 2.0])),
-            "beta": 0.0,
-            "gamma": draw(st.sampled_from([0.0, 5.0])),
-        },
-    }
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tight_problems())
+@given(problems(max_blocks=6, max_nodes=4, tight=True))
 def test_run_search_is_exact_when_memory_binds(d: dict[str, Any]) -> None:
     best = brute_force(d)
     problem = parse_problem(d)

@@ -86,6 +86,18 @@ class FakeRunner:
         return self.state.pop(session_id, None) is not None
 
 
+def fake_reference(prompt: list[int], n: int, n_blocks: int) -> list[int]:
+    """Greedy tokens of the toy model as one runner, one session, no batching and no network: what every
+    split and every transport must reproduce."""
+    runner = FakeRunner(0, n_blocks, n_blocks)
+    out = [runner.step([SegmentStep("r", torch.tensor(prompt), 0)])[0].token_id]
+    position = len(prompt)
+    for _ in range(n - 1):
+        out.append(runner.step([SegmentStep("r", torch.tensor([out[-1]]), position)])[0].token_id)
+        position += 1
+    return [int(t) for t in out]  # type: ignore[arg-type]
+
+
 @dataclass
 class FakeSource:
     """A SegmentSource of FakeRunners; remembers them so tests can inspect batches and caches."""

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 import torch
-from fakes import FakeRunner, fake_cluster
+from fakes import FakeRunner, fake_cluster, fake_reference
 
 from edgesplit.errors import PlanRejectedError, SessionError, SessionNotFoundError
 from edgesplit.transport.base import ChainStep
@@ -32,16 +32,7 @@ async def _greedy(client, route, session: str, prompt: list[int], n: int) -> lis
 
 
 def _reference(prompt: list[int], n: int) -> list[int]:
-    """The same toy model as one monolithic runner, stepped by hand."""
-    from edgesplit.model.steps import SegmentStep
-
-    runner = FakeRunner(0, N_BLOCKS, N_BLOCKS)
-    out = [runner.step([SegmentStep("r", torch.tensor(prompt), 0)])[0].token_id]
-    position = len(prompt)
-    for _ in range(n - 1):
-        out.append(runner.step([SegmentStep("r", torch.tensor([out[-1]]), position)])[0].token_id)
-        position += 1
-    return [int(t) for t in out]  # type: ignore[arg-type]
+    return fake_reference(prompt, n, N_BLOCKS)
 
 
 async def test_grpc_chain_matches_monolithic_and_inproc() -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 import torch
-from fakes import FakeRunner, fake_cluster
+from fakes import FakeRunner, fake_cluster, fake_reference
 
 from edgesplit.model.steps import SegmentStep
 from edgesplit.node.segments import HostedSegment, SegmentShape
@@ -23,14 +23,7 @@ NEW_TOKENS = 5
 
 
 def _reference(prompt: list[int], n: int) -> list[int]:
-    """The toy model as one runner, one session at a time (no batching, no network)."""
-    runner = FakeRunner(0, N_BLOCKS, N_BLOCKS)
-    out = [runner.step([SegmentStep("r", torch.tensor(prompt), 0)])[0].token_id]
-    position = len(prompt)
-    for _ in range(n - 1):
-        out.append(runner.step([SegmentStep("r", torch.tensor([out[-1]]), position)])[0].token_id)
-        position += 1
-    return [int(t) for t in out]  # type: ignore[arg-type]
+    return fake_reference(prompt, n, N_BLOCKS)
 
 
 async def _lockstep(

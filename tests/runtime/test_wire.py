@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 import pytest
 import torch
@@ -12,7 +14,14 @@ from edgesplit import errors as E
 from edgesplit.errors import PlanRejectedError, SessionError
 from edgesplit.model.steps import SamplingParams
 from edgesplit.transport.base import Hop, HopTiming, Route
-from edgesplit.wire.codec import envelope_from_pb, envelope_to_pb
+from edgesplit.wire.codec import (
+    envelope_from_pb,
+    envelope_to_pb,
+    outcome_from_pb,
+    outcome_to_pb,
+    telemetry_from_pb,
+    telemetry_to_pb,
+)
 from edgesplit.wire.errors import (
     ERROR_BY_STATUS,
     STATUS_BY_ERROR,
@@ -21,7 +30,15 @@ from edgesplit.wire.errors import (
     status_for,
 )
 from edgesplit.wire.gen import node_pb2
-from edgesplit.wire.messages import PlanSegment, PlanSpec, StepEnvelope
+from edgesplit.wire.messages import (
+    LinkProbeResult,
+    PlanSegment,
+    PlanSpec,
+    SegmentStats,
+    StepEnvelope,
+    StepOutcome,
+    TelemetrySnapshot,
+)
 from edgesplit.wire.tensors import DTYPES, decode_tensor, encode_tensor
 
 
@@ -79,6 +96,51 @@ def test_envelope_roundtrip_and_undecodable_inputs_keep_the_header() -> None:
     msg.inputs.dtype = "complex128"
     broken, error = envelope_from_pb(msg)
     assert isinstance(error, SessionError) and broken.inputs is None and broken.session_id == "s"
+
+
+def _no_field_at_its_default(obj: object) -> None:
+    """A round trip that dropped any field would bring back its default: make sure none is one."""
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        assert getattr(obj, f.name) != default, f"set {type(obj).__name__}.{f.name} in this test"
+
+
+def test_step_outcome_roundtrip_keeps_every_field() -> None:
+    outcome = StepOutcome("s", 9, 42, (HopTiming("a", 0.1, 0.2, 0.3),), "capacity", "full", "b")
+    _no_field_at_its_default(outcome)
+    assert outcome_from_pb(outcome_to_pb(outcome)) == outcome
+
+
+def test_telemetry_roundtrip_keeps_every_field() -> None:
+    snapshot = TelemetrySnapshot(
+        node_id="n1",
+        cpu_utilization=0.25,
+        rss_bytes=123,
+        gpu_utilization=0.5,
+        segments=(SegmentStats(1, 3, 0.01, 0.02, 7, 2),),
+        activation_bytes_in=11,
+        activation_bytes_out=12,
+        queue_depth=3,
+        active_sessions=4,
+        epochs=(1, 2),
+        uptime_s=9.5,
+        block_decode_s={1: 0.001, 2: 0.002},
+        block_prefill_s={1: 0.0001},
+        busy_s_total=3.25,
+        mem_available_bytes=1 << 30,
+        seq=17,
+        link_probes=(LinkProbeResult("n2", 0.004, 1e8, 5, 65536),),
+        profile_decode_s={0: 0.003},
+        profile_prefill_s={0: 0.0003},
+        profile_utilization=0.125,
+        background_utilization=0.375,
+        cached_blocks=frozenset({1, 2, 4}),
+        shard_fetch_bps=2e8,
+    )
+    _no_field_at_its_default(snapshot)
+    for nested in (*snapshot.segments, *snapshot.link_probes):
+        _no_field_at_its_default(nested)
+    assert telemetry_from_pb(telemetry_to_pb(snapshot)) == snapshot
 
 
 def test_every_error_class_is_mapped_both_ways() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgesplit.node.agent import NodeAgent
 from edgesplit.node.config import NodeConfig
+from edgesplit.node.loading import SegmentSource
 from edgesplit.transport.base import ChainStep, Hop, Route
 from edgesplit.transport.grpc_client import GrpcSegmentClient
 
@@ -23,15 +24,42 @@ class NodeSpec:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+NODE_READY_S = 60.0
+NODE_STOP_S = 30.0
+
+
+@contextlib.asynccontextmanager
+async def running_node(config: NodeConfig, source: SegmentSource | None = None) -> AsyncIterator[NodeAgent]:
+    """One in-process NodeAgent on ``config.listen`` (port 0 by default) until the block exits; it is
+    stopped and awaited even when the block fails. ``source`` replaces the config's model."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield await _start(stack, config, source)
+
+
+async def _start(
+    stack: contextlib.AsyncExitStack, config: NodeConfig, source: SegmentSource | None = None
+) -> NodeAgent:
+    """Start one agent and wait until it serves; ``stack`` stops it (stop event, then await its task)."""
+    agent = NodeAgent(config, source)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(agent.run(stop, on_ready=lambda _a: ready.set()))
+
+    async def halt() -> None:
+        stop.set()
+        await asyncio.wait_for(task, NODE_STOP_S)  # an agent that crashed fails the test here
+
+    stack.push_async_callback(halt)
+    await asyncio.wait_for(ready.wait(), NODE_READY_S)
+    return agent
+
+
 @contextlib.asynccontextmanager
 async def running_nodes(
     specs: Sequence[NodeSpec], model: Path
 ) -> AsyncIterator[tuple[Route, dict[str, NodeAgent]]]:
     """Start one NodeAgent per spec (port 0), committed as epoch 0; stop them all on exit."""
-    agents: dict[str, NodeAgent] = {}
-    stops: list[asyncio.Event] = []
-    tasks: list[asyncio.Task[None]] = []
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        agents: dict[str, NodeAgent] = {}
         for spec in specs:
             config = NodeConfig(
                 node_id=spec.node_id,
@@ -42,18 +70,9 @@ async def running_nodes(
                 torch_threads=1,
                 **spec.extra,  # type: ignore[arg-type]
             )
-            agent = NodeAgent(config)
-            stop, ready = asyncio.Event(), asyncio.Event()
-            tasks.append(asyncio.create_task(agent.run(stop, on_ready=lambda _a, r=ready: r.set())))
-            stops.append(stop)
-            await asyncio.wait_for(ready.wait(), 60)
-            agents[spec.node_id] = agent
+            agents[spec.node_id] = await _start(stack, config)
         hops = tuple(Hop(s.node_id, agents[s.node_id].address, *s.segment) for s in specs)
         yield Route(0, hops), agents
-    finally:
-        for stop in stops:
-            stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
 
 
 async def greedy(

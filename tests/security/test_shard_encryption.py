@@ -9,11 +9,11 @@ import contextlib
 import hashlib
 import json
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from dataplane_nodes import running_node
 from fastapi import FastAPI
 from gateway_world import served
 
@@ -194,8 +194,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@contextlib.asynccontextmanager
-async def _cache_node(node_id: str, trusted: bool, cache: Path) -> AsyncIterator[NodeAgent]:
+def _cache_node(
+    node_id: str, trusted: bool, cache: Path
+) -> contextlib.AbstractAsyncContextManager[NodeAgent]:
     config = NodeConfig(
         node_id=node_id,
         shard_cache=cache,
@@ -204,15 +205,7 @@ async def _cache_node(node_id: str, trusted: bool, cache: Path) -> AsyncIterator
         privacy_blocks=PRIVACY,
         torch_threads=1,
     )
-    agent = NodeAgent(config)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(agent.run(stop, on_ready=lambda _a: ready.set()))
-    try:
-        await asyncio.wait_for(ready.wait(), 60)
-        yield agent
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    return running_node(config)
 
 
 async def _held_eventually(agent: NodeAgent, block: int) -> frozenset[int]:

@@ -6,12 +6,11 @@ a node's trust is its certificate's, whatever its config claims.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
+from dataplane_nodes import running_node
 
 from edgesplit.errors import ConfigError, EdgesplitError, PlanRejectedError
 from edgesplit.node.agent import NodeAgent
@@ -57,27 +56,12 @@ class _NoModel:
         raise AssertionError("no segment should be loaded")
 
 
-@contextlib.asynccontextmanager
-async def _node(config: NodeConfig) -> AsyncIterator[NodeAgent]:
-    import asyncio
-
-    agent = NodeAgent(config, _NoModel())  # type: ignore[arg-type]
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(agent.run(stop, on_ready=lambda _a: ready.set()))
-    try:
-        await asyncio.wait_for(ready.wait(), 10)
-        yield agent
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
 def _node_config(pki: dict[str, Path], name: str = "n0", **extra: object) -> NodeConfig:
     return NodeConfig(node_id=name, tls=TlsFilesConfig.in_dir(pki["ours"], name), **extra)  # type: ignore[arg-type]
 
 
 async def test_only_cluster_certificates_connect_to_a_node(pki: dict[str, Path]) -> None:
-    async with _node(_node_config(pki)) as node:
+    async with running_node(_node_config(pki), _NoModel()) as node:  # type: ignore[arg-type]
         member = NodeAdmin(node.address, _tls(pki["ours"], "gw"))
         assert await member.ping(b"hello", CALL_TIMEOUT_S) == b"hello"
         await member.close()
@@ -100,7 +84,7 @@ async def test_only_cluster_certificates_connect_to_a_node(pki: dict[str, Path])
 
 async def test_a_cluster_member_refuses_a_server_from_another_ca(pki: dict[str, Path]) -> None:
     rogue = NodeConfig(node_id="n0", tls=TlsFilesConfig.in_dir(pki["rogue"], "n0"))
-    async with _node(rogue) as node:
+    async with running_node(rogue, _NoModel()) as node:  # type: ignore[arg-type]
         member = NodeAdmin(node.address, _tls(pki["ours"], "gw"))
         try:
             with pytest.raises(EdgesplitError, match=r"UNAVAILABLE|DEADLINE"):
@@ -110,7 +94,7 @@ async def test_a_cluster_member_refuses_a_server_from_another_ca(pki: dict[str, 
 
 
 async def test_control_calls_need_an_orchestrator_certificate(pki: dict[str, Path]) -> None:
-    async with _node(_node_config(pki)) as node:
+    async with running_node(_node_config(pki), _NoModel()) as node:  # type: ignore[arg-type]
         for name in ("n1", "gw"):  # valid cluster certificates, wrong role
             admin = NodeAdmin(node.address, _tls(pki["ours"], name))
             try:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from dataplane_nodes import running_node
 
 from edgesplit.errors import PrivacyViolationError
-from edgesplit.node.agent import NodeAgent
 from edgesplit.node.config import NodeConfig
 from edgesplit.security.pki import Role, init_ca, issue
 from edgesplit.transport.base import ChainStep, Hop, Route
@@ -84,19 +83,6 @@ class RecordingProxy:
         await asyncio.gather(*self._pumps, return_exceptions=True)
 
 
-@contextlib.asynccontextmanager
-async def _node(config: NodeConfig) -> AsyncIterator[NodeAgent]:
-    agent = NodeAgent(config)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(agent.run(stop, on_ready=lambda _a: ready.set()))
-    try:
-        await asyncio.wait_for(ready.wait(), 60)
-        yield agent
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-
-
 async def _generate(client: GrpcSegmentClient, route: Route, session: str, n: int) -> list[int]:
     tokens = [(await client.run_step(route, ChainStep(session, PROMPT, 0), STEP_TIMEOUT_S)).token_id]
     for i in range(n - 1):
@@ -110,7 +96,9 @@ async def test_prompt_token_bytes_never_cross_the_wire_in_clear(pki: Path, secur
     files = TlsFilesConfig.in_dir(pki, "n0") if secure else None
     tls = TlsConfig.load(TlsFilesConfig.in_dir(pki, "gw")) if secure else None
     needle = b"".join(t.to_bytes(8, "little") for t in PROMPT)
-    async with _node(NodeConfig(node_id="n0", model=MODEL, segments=[(0, N_BLOCKS)], tls=files)) as node:
+    async with running_node(
+        NodeConfig(node_id="n0", model=MODEL, segments=[(0, N_BLOCKS)], tls=files)
+    ) as node:
         proxy = RecordingProxy(node.address)
         route = Route(0, (Hop("n0", await proxy.start(), 0, N_BLOCKS),))
         client = GrpcSegmentClient(tls=tls)
@@ -140,7 +128,7 @@ async def test_privacy_critical_blocks_follow_the_certificate_trust(pki: Path) -
             privacy_blocks=[0, 1, N_BLOCKS - 1],
             tls=TlsFilesConfig.in_dir(pki, name),
         )
-        async with _node(config) as node:
+        async with running_node(config) as node:
             client = GrpcSegmentClient(tls=gateway)
             route = Route(0, (Hop(name, node.address, 0, N_BLOCKS),))
             try:

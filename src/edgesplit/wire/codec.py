@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from edgesplit.model.steps import SamplingParams
 from edgesplit.transport.base import Hop, HopTiming, Route
 from edgesplit.wire.gen import node_pb2
@@ -14,19 +17,45 @@ from edgesplit.wire.messages import (
 )
 from edgesplit.wire.tensors import DEFAULT_MAX_TENSOR_BYTES, decode_tensor, encode_tensor
 
+T = TypeVar("T")
+
+# Fields a dataclass and its protobuf message share by name and plain type, listed once for both
+# directions (a field added to one direction only would silently read as its default on the other).
+HOP_TIMING_FIELDS = ("node_id", "queue_s", "compute_s", "send_s")
+STEP_RESULT_FIELDS = ("session_id", "step_id", "token_id", "error_code", "error_message", "failed_node_id")
+SEGMENT_STATS_FIELDS = ("start", "end", "prefill_s_per_token", "decode_s_per_step", "steps", "sessions")
+LINK_PROBE_FIELDS = ("peer", "rtt_s", "bandwidth_bps", "seq", "probe_bytes")
+TELEMETRY_FIELDS = (
+    "node_id",
+    "cpu_utilization",
+    "rss_bytes",
+    "gpu_utilization",
+    "activation_bytes_in",
+    "activation_bytes_out",
+    "queue_depth",
+    "active_sessions",
+    "uptime_s",
+    "busy_s_total",
+    "mem_available_bytes",
+    "seq",
+    "profile_utilization",
+    "background_utilization",
+    "shard_fetch_bps",
+)
+"""TelemetrySnapshot's scalar fields; its collections are converted one by one below."""
+
+
+def _copy(source: object, target: Callable[..., T], names: tuple[str, ...], **converted: Any) -> T:
+    """``target`` built from ``source``'s fields ``names`` (same name both sides) plus ``converted``."""
+    return target(**{name: getattr(source, name) for name in names}, **converted)
+
 
 def _timings_to_pb(timings: tuple[HopTiming, ...]) -> list[node_pb2.HopTiming]:
-    return [
-        node_pb2.HopTiming(node_id=t.node_id, queue_s=t.queue_s, compute_s=t.compute_s, send_s=t.send_s)
-        for t in timings
-    ]
+    return [_copy(t, node_pb2.HopTiming, HOP_TIMING_FIELDS) for t in timings]
 
 
 def _timings_from_pb(timings: object) -> tuple[HopTiming, ...]:
-    return tuple(
-        HopTiming(node_id=t.node_id, queue_s=t.queue_s, compute_s=t.compute_s, send_s=t.send_s)
-        for t in timings  # type: ignore[attr-defined]
-    )
+    return tuple(_copy(t, HopTiming, HOP_TIMING_FIELDS) for t in timings)  # type: ignore[attr-defined]
 
 
 def envelope_to_pb(env: StepEnvelope) -> node_pb2.StepRequest:
@@ -94,111 +123,40 @@ def envelope_from_pb(
 
 
 def outcome_to_pb(outcome: StepOutcome) -> node_pb2.StepResult:
-    return node_pb2.StepResult(
-        session_id=outcome.session_id,
-        step_id=outcome.step_id,
-        token_id=outcome.token_id,
-        timings=_timings_to_pb(outcome.timings),
-        error_code=outcome.error_code,
-        error_message=outcome.error_message,
-        failed_node_id=outcome.failed_node_id,
-    )
+    return _copy(outcome, node_pb2.StepResult, STEP_RESULT_FIELDS, timings=_timings_to_pb(outcome.timings))
 
 
 def outcome_from_pb(msg: node_pb2.StepResult) -> StepOutcome:
-    return StepOutcome(
-        session_id=msg.session_id,
-        step_id=msg.step_id,
-        token_id=msg.token_id,
-        timings=_timings_from_pb(msg.timings),
-        error_code=msg.error_code,
-        error_message=msg.error_message,
-        failed_node_id=msg.failed_node_id,
-    )
+    return _copy(msg, StepOutcome, STEP_RESULT_FIELDS, timings=_timings_from_pb(msg.timings))
 
 
 def telemetry_to_pb(t: TelemetrySnapshot) -> node_pb2.Telemetry:
-    return node_pb2.Telemetry(
-        node_id=t.node_id,
-        cpu_utilization=t.cpu_utilization,
-        rss_bytes=t.rss_bytes,
-        gpu_utilization=t.gpu_utilization,
-        segments=[
-            node_pb2.SegmentStats(
-                start=s.start,
-                end=s.end,
-                prefill_s_per_token=s.prefill_s_per_token,
-                decode_s_per_step=s.decode_s_per_step,
-                steps=s.steps,
-                sessions=s.sessions,
-            )
-            for s in t.segments
-        ],
-        activation_bytes_in=t.activation_bytes_in,
-        activation_bytes_out=t.activation_bytes_out,
-        queue_depth=t.queue_depth,
-        active_sessions=t.active_sessions,
+    return _copy(
+        t,
+        node_pb2.Telemetry,
+        TELEMETRY_FIELDS,
+        segments=[_copy(s, node_pb2.SegmentStats, SEGMENT_STATS_FIELDS) for s in t.segments],
         epochs=list(t.epochs),
-        uptime_s=t.uptime_s,
         block_decode_s=t.block_decode_s,
         block_prefill_s=t.block_prefill_s,
-        busy_s_total=t.busy_s_total,
-        mem_available_bytes=t.mem_available_bytes,
-        seq=t.seq,
-        link_probes=[
-            node_pb2.LinkProbe(
-                peer=p.peer,
-                rtt_s=p.rtt_s,
-                bandwidth_bps=p.bandwidth_bps,
-                seq=p.seq,
-                probe_bytes=p.probe_bytes,
-            )
-            for p in t.link_probes
-        ],
+        link_probes=[_copy(p, node_pb2.LinkProbe, LINK_PROBE_FIELDS) for p in t.link_probes],
         profile_decode_s=t.profile_decode_s,
         profile_prefill_s=t.profile_prefill_s,
-        profile_utilization=t.profile_utilization,
-        background_utilization=t.background_utilization,
         cached_blocks=sorted(t.cached_blocks),
-        shard_fetch_bps=t.shard_fetch_bps,
     )
 
 
 def telemetry_from_pb(msg: node_pb2.Telemetry) -> TelemetrySnapshot:
-    return TelemetrySnapshot(
-        node_id=msg.node_id,
-        cpu_utilization=msg.cpu_utilization,
-        rss_bytes=msg.rss_bytes,
-        gpu_utilization=msg.gpu_utilization,
-        segments=tuple(
-            SegmentStats(
-                start=s.start,
-                end=s.end,
-                prefill_s_per_token=s.prefill_s_per_token,
-                decode_s_per_step=s.decode_s_per_step,
-                steps=s.steps,
-                sessions=s.sessions,
-            )
-            for s in msg.segments
-        ),
-        activation_bytes_in=msg.activation_bytes_in,
-        activation_bytes_out=msg.activation_bytes_out,
-        queue_depth=msg.queue_depth,
-        active_sessions=msg.active_sessions,
+    return _copy(
+        msg,
+        TelemetrySnapshot,
+        TELEMETRY_FIELDS,
+        segments=tuple(_copy(s, SegmentStats, SEGMENT_STATS_FIELDS) for s in msg.segments),
         epochs=tuple(msg.epochs),
-        uptime_s=msg.uptime_s,
         block_decode_s=dict(msg.block_decode_s),
         block_prefill_s=dict(msg.block_prefill_s),
-        busy_s_total=msg.busy_s_total,
-        mem_available_bytes=msg.mem_available_bytes,
-        seq=msg.seq,
-        link_probes=tuple(
-            LinkProbeResult(p.peer, p.rtt_s, p.bandwidth_bps, p.seq, p.probe_bytes) for p in msg.link_probes
-        ),
+        link_probes=tuple(_copy(p, LinkProbeResult, LINK_PROBE_FIELDS) for p in msg.link_probes),
         profile_decode_s=dict(msg.profile_decode_s),
         profile_prefill_s=dict(msg.profile_prefill_s),
-        profile_utilization=msg.profile_utilization,
-        background_utilization=msg.background_utilization,
         cached_blocks=frozenset(msg.cached_blocks),
-        shard_fetch_bps=msg.shard_fetch_bps,
     )

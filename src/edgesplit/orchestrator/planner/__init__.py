@@ -19,8 +19,9 @@ Knows nothing of torch, gRPC or the clock beyond timing itself. The orchestrator
     search over pruned candidates: sources, trusted nodes, the walk's and the path's nodes, the k best
     by speed, link to the source and memory; reported in ``plan.pruned``).
   - Ties: the shortest path and the run search prefer the lowest node index (the problem's node order)
-    and then the earliest cut, so one input always gives one plan; CP-SAT (2 workers) may pick another
-    plan of equal cost, and any search cut short by its time limit depends on the machine's speed.
+    and then the earliest cut, so one input always gives one plan; CP-SAT runs one worker with a fixed
+    seed, so it too returns the same plan of equal cost every time (possibly another one than the
+    shortest path would); any search cut short by its time limit depends on the machine's speed.
   - ``time_limit_s`` bounds CP-SAT, the run search and the Lagrangian; shortest paths, the walk and
     model building come on top (about 1 s of CPU at 1024 nodes).
   - ``fixed_boundaries``: migration only — the cut points stay (``plan.segments`` keeps them even when two

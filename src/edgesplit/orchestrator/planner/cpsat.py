@@ -17,6 +17,9 @@ from ortools.sat.python import cp_model
 from edgesplit.orchestrator.planner.instance import Instance
 from edgesplit.orchestrator.planner.plan import Objective
 
+RANDOM_SEED = 20261123
+"""CP-SAT's seed: fixed, so that one model always gives one plan among plans of equal objective."""
+
 Sum = cp_model.LinearExpr.Sum
 Weighted = cp_model.LinearExpr.WeightedSum
 
@@ -33,7 +36,11 @@ class SearchOptions:
     first_on_source: bool = False
     """Pin the first block to the source (EdgeShard's latency script does)."""
     time_limit_s: float = 10.0
-    workers: int = 2
+    workers: int = 1
+    """CP-SAT search workers. One worker with a fixed seed is deterministic: among plans of equal objective
+    the same input always gives the same plan. More workers race a portfolio of strategies and may return
+    any of the tied plans (benchmarks/bench_cpsat.py: about as fast overall on 2 cores; CP-SAT's own
+    deterministic interleaved mode was ~25x slower on small models)."""
     run_search_share: float = 0.7
     """Share of the time limit the run search may use; at 1.0 CP-SAT is skipped when it finds no proof."""
 
@@ -310,6 +317,7 @@ class ChainModel:
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(time_limit_s, 0.01)
         solver.parameters.num_workers = self.opts.workers
+        solver.parameters.random_seed = RANDOM_SEED
         status = solver.Solve(self.model)
         if status == cp_model.INFEASIBLE:
             return ModelOutcome(None, True, math.inf)
