@@ -58,6 +58,10 @@ def plan_of(url: str) -> dict[str, Any]:
     return dict(httpx.get(f"{url}/v1/plan", timeout=10).json())
 
 
+EWMA_ALPHA = 0.3
+"""The orchestrator's default smoothing weight (OrchestratorConfig.ewma_alpha)."""
+
+
 def quartile(values: list[float]) -> float:
     """The lower quartile."""
     return statistics.quantiles(values, n=4)[0] if len(values) > 1 else values[0]
@@ -265,9 +269,6 @@ def test_bandwidth_collapse_moves_the_middle_segment(adaptive: LocalCluster, emu
     baseline = quartile(load.gaps_between(started + 2, collapsed_at))
     after = load.gaps_between(settled, time.monotonic())
     assert len(after) >= 5
-    # Back under L_max — or, on a machine so busy that even the undisturbed cluster missed it, back
-    # to what the undisturbed cluster achieved (the collapse alone adds 150 ms per step). The lower
-    # quartile of the token gaps: other processes' bursts on a shared machine only ever add time.
     during = load.gaps_between(collapsed_at, moved_at)
     print(
         f"bandwidth collapse: moved {moved_at - collapsed_at:.1f} s after it (epoch {commit['new_epoch']}, "
@@ -275,7 +276,12 @@ def test_bandwidth_collapse_moves_the_middle_segment(adaptive: LocalCluster, emu
         f"collapsed {quartile(during) * 1e3 if during else float('nan'):.0f} ms, after "
         f"{quartile(after) * 1e3:.0f} ms; {load.done} requests, 0 failed"
     )
-    assert quartile(after) < max(l_max_s, 1.5 * baseline), (quartile(after), baseline)
+    # The latency EWMA (the orchestrator's weight, over the decode-step gaps as they arrived) is back
+    # under L_max once the new plan serves, and so is the typical step.
+    ewma = after[0]
+    for gap in after[1:]:
+        ewma += EWMA_ALPHA * (gap - ewma)
+    assert ewma < l_max_s and statistics.median(after) < l_max_s, (ewma, statistics.median(after), l_max_s)
 
 
 def test_overload_migrates_off_and_an_oscillating_load_does_not_flap(
