@@ -73,7 +73,8 @@ class BatchCache:
         key_states: torch.Tensor,
         value_states: torch.Tensor,
         layer_idx: int,
-        cache_kwargs: object = None,
+        *_args: object,
+        **_kwargs: object,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Append the new K/V (B, kv_heads, T_max, head_dim); return the full per-row K/V."""
         views: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -5,6 +5,7 @@ Adapters only locate modules and call them; KV caches, batching and sampling liv
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -102,3 +103,13 @@ def require(module: nn.Module | None, what: str, model: nn.Module) -> nn.Module:
             "supported families are llama, qwen2, mistral, gpt2 and models with the usual layer layout"
         )
     return module
+
+
+def cache_kwarg_name(layer: nn.Module) -> str:
+    """The name a decoder layer takes its KV cache under: ``past_key_values`` (transformers 4.x),
+    ``cache`` (5.x), or an older spelling."""
+    params = inspect.signature(layer.forward).parameters
+    for name in ("past_key_values", "cache", "past_key_value", "layer_past"):
+        if name in params:
+            return name
+    return "cache"

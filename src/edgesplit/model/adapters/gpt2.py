@@ -8,7 +8,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from edgesplit.model.adapters.base import BlockAdapter, get_submodule, require
+from edgesplit.model.adapters.base import BlockAdapter, cache_kwarg_name, get_submodule, require
 
 
 class GPT2Adapter(BlockAdapter):
@@ -24,6 +24,7 @@ class GPT2Adapter(BlockAdapter):
         self._wpe = require(get_submodule(model, "transformer.wpe"), "position embedding", model)
         self._ln_f = require(get_submodule(model, "transformer.ln_f"), "final norm", model)
         self._head = require(get_submodule(model, "lm_head"), "LM head", model)
+        self._cache_kwarg = cache_kwarg_name(self._layers[0]) if len(self._layers) else "cache"
 
     @property
     def layers(self) -> Sequence[nn.Module]:
@@ -51,7 +52,7 @@ class GPT2Adapter(BlockAdapter):
         cache: Any,
     ) -> torch.Tensor:
         out = self._layers[layer_index](
-            hidden, past_key_values=cache, attention_mask=attention_mask, use_cache=True
+            hidden, attention_mask=attention_mask, use_cache=True, **{self._cache_kwarg: cache}
         )
         return out[0] if isinstance(out, tuple) else out  # type: ignore[no-any-return]
 

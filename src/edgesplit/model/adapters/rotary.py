@@ -6,14 +6,13 @@ in their sliding windows. Knows nothing about caches beyond handing one to each 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from edgesplit.model.adapters.base import BlockAdapter, get_submodule, require
+from edgesplit.model.adapters.base import BlockAdapter, cache_kwarg_name, get_submodule, require
 
 
 class RotaryDecoderAdapter(BlockAdapter):
@@ -35,7 +34,7 @@ class RotaryDecoderAdapter(BlockAdapter):
         self._embed = require(get_submodule(model, self.embed_path), f"embedding at {self.embed_path}", model)
         self._norm = require(get_submodule(model, self.norm_path), f"final norm at {self.norm_path}", model)
         self._head = require(get_submodule(model, self.head_path), f"LM head at {self.head_path}", model)
-        self._cache_kwarg = _cache_kwarg_name(self._layers[0]) if len(self._layers) else "past_key_values"
+        self._cache_kwarg = cache_kwarg_name(self._layers[0]) if len(self._layers) else "cache"
 
     @property
     def layers(self) -> Sequence[nn.Module]:
@@ -94,12 +93,3 @@ class RotaryDecoderAdapter(BlockAdapter):
             parent_path, _, name = self.rotary_path.rpartition(".")
             parent = self.model.get_submodule(parent_path) if parent_path else self.model
             setattr(parent, name, type(rotary)(config=rotary.config))
-
-
-def _cache_kwarg_name(layer: nn.Module) -> str:
-    """Layers name their cache argument differently (``past_key_values``, ``layer_past`` …)."""
-    params = inspect.signature(layer.forward).parameters
-    for name in ("past_key_values", "past_key_value", "layer_past"):
-        if name in params:
-            return name
-    return "past_key_values"
