@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from edgesplit.cluster.config import ClusterConfig
@@ -29,6 +30,8 @@ from edgesplit.errors import EdgesplitError, ServiceDeadError, UserInputError
 from edgesplit.transport.tls import TlsConfig, TlsFilesConfig
 
 STOP_GRACE_S = 5.0
+GROUP_GONE_S = 5.0
+"""How long `stop` waits for killed grandchildren (e.g. a resource tracker) to be gone."""
 POLL_S = 0.05
 
 
@@ -274,6 +277,7 @@ class LocalCluster:
                 child.proc.wait()
             else:
                 _signal_group(child.proc, signal.SIGKILL)  # stray grandchildren in its group
+        _await_groups_gone([c.proc.pid for c in self.children], GROUP_GONE_S)
         if not self.keep_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -289,6 +293,27 @@ def orchestrator_view(cluster: ClusterConfig, addresses: dict[str, str]) -> dict
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def _await_groups_gone(pgids: list[int], timeout_s: float) -> None:
+    """Wait until no process is left in these process groups (SIGKILL is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    for pgid in pgids:
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(POLL_S)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Some process of the group still runs (zombies waiting for a reaper do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
 
 
 def _die_with_parent() -> None:
