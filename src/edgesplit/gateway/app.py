@@ -5,8 +5,6 @@ Owns routing and error-to-HTTP wiring only; the request flow lives in ``serving`
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgesplit.errors import EdgesplitError
+from edgesplit.gateway.auth import Authorise, error_response
 from edgesplit.gateway.config import GatewayConfig
 from edgesplit.gateway.decoder import DecodeLimits, Decoder
 from edgesplit.gateway.emulation import EMULATION_PATH, EmulationUpdate, emulation_router
@@ -107,7 +106,7 @@ def create_app(
     async def _mapped_error(_: Request, exc: Exception) -> JSONResponse:
         error = to_api_error(exc)
         metrics.request_errors.labels(str(error.status)).inc()
-        return _error_response(error)
+        return error_response(error)
 
     # Expected errors go through Starlette's exception middleware; anything else is a logged 500.
     for kind in (ApiError, EdgesplitError, TimeoutError, Exception):
@@ -116,53 +115,20 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return _error_response(ApiError(exc.status_code, str(exc.detail), kind, None, None))
+        return error_response(ApiError(exc.status_code, str(exc.detail), kind, None, None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error_response(bad_request(str(exc.errors()[0].get("msg", "invalid request"))))
+        return error_response(bad_request(str(exc.errors()[0].get("msg", "invalid request"))))
 
-    @app.middleware("http")
-    async def _authorise(request: Request, call_next: Any) -> Response:
-        """Bearer keys on /v1/* (when configured); plan, event and emulation writes are admin-only."""
-        path, method = request.url.path, request.method
-        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if method in ("PUT", "POST") and path in _ADMIN_WRITES:
-            host = request.client.host if request.client else ""
-            allowed = _same(token, config.admin_token) if config.admin_token else host in _LOOPBACK
-            if not allowed:
-                return _error_response(
-                    ApiError(
-                        403,
-                        f"{method} {path} is an admin write: it needs the admin token (or a loopback "
-                        "client when the gateway has none)",
-                        "permission_error",
-                        None,
-                        "forbidden",
-                    )
-                )
-        elif (
-            config.api_keys and path.startswith("/v1/") and not any(_same(token, k) for k in config.api_keys)
-        ):
-            return _error_response(
-                ApiError(
-                    401,
-                    "missing or wrong API key (Authorization: Bearer KEY)",
-                    "authentication_error",
-                    None,
-                    "invalid_api_key",
-                )
-            )
-        response: Response = await call_next(request)
-        return response
-
+    app.add_middleware(Authorise, config=config)
     app.add_middleware(RequestLimits, config=config)  # outermost: size and rate before anything else
 
     @app.get("/health")
     async def health() -> JSONResponse:
         plan = routes.plan
         if plan is None:
-            return _error_response(ApiError(503, "no plan committed yet", "unavailable_error", None, None))
+            return error_response(ApiError(503, "no plan committed yet", "unavailable_error", None, None))
         return JSONResponse({"status": "ok", "epoch": plan.route.epoch})
 
     @app.get("/v1/models")
@@ -296,27 +262,6 @@ def create_app(
         config.model_name,
     )
     return app
-
-
-_ADMIN_WRITES = frozenset({"/v1/plan", "/v1/events", "/v1/orchestrator", EMULATION_PATH})
-"""PUT/POST on these need the admin token, or a loopback client when the gateway has no token."""
-
-# "testclient" is Starlette's TestClient peer; a real socket peer is always an IP address.
-_LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
-
-
-def _same(given: str, expected: str | None) -> bool:
-    """Constant-time comparison of a presented token with the expected one."""
-    if not expected:
-        return False
-    return hmac.compare_digest(
-        hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest()
-    )
-
-
-def _error_response(error: ApiError) -> JSONResponse:
-    headers = {"x-should-retry": "false"} if error.status == 503 and "privacy" in error.type else None
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 def _process_stats(pid: int | None) -> dict[str, Any]:
