@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import interleaved, record
 
-from edgesplit.orchestrator.controller import AdaptiveController, ControllerSettings, MonitoringInputs
+from edgesplit.orchestrator.controller import AdaptiveController
+from edgesplit.orchestrator.controller_settings import ControllerSettings, MonitoringInputs
 from edgesplit.orchestrator.events import DecisionEvent
 from edgesplit.orchestrator.plans import Plan
 from edgesplit.orchestrator.problem_builder import BlockCost, ClusterFacts, LinkPrior, NodeFacts

@@ -71,8 +71,8 @@ def test_requests_leave_on_schedule_and_overlap(gateway: ThreadedGateway, codec:
     assert sorted(done) == list(range(20))
     assert {r.status for r in records} == {"ok"}, [r.error for r in records]
     assert all(r.tokens == 6 for r in records)
-    # a closed loop would send the last request >= 19 x (0.3 - 0.04) = 4.9 s late; an open loop only lags by
-    # event-loop jitter (the gateway shares this process's GIL and the machine is shared), so bound it well below
+    # a closed loop would send the last request >= 19 x (0.3 - 0.04) = 4.9 s late; an open loop only lags
+    # by event-loop jitter (the gateway shares this process's GIL, the machine is shared): bound it well below
     assert max(r.sent_late_s for r in records) < 1.0
     assert max_overlap(records) >= 5
     for r in records:

@@ -13,7 +13,7 @@ from edgesplit.evaluation.disturbances import EmulationState
 from edgesplit.evaluation.modes import cloud_node, mode_setup, parse_modes, pinned_assignment
 from edgesplit.evaluation.oracle import OracleController, TrueLink, TrueNode, Truth, TruthSource
 from edgesplit.evaluation.scenario import load_scenario
-from edgesplit.orchestrator.controller import ControllerSettings, MonitoringInputs
+from edgesplit.orchestrator.controller_settings import ControllerSettings, MonitoringInputs
 from edgesplit.orchestrator.events import Action, DecisionEvent
 from edgesplit.orchestrator.fixed import FixedController
 from edgesplit.orchestrator.problem_builder import BlockCost, ClusterFacts, LinkPrior, NodeFacts

@@ -13,11 +13,8 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from edgesplit.orchestrator.controller import (
-    AdaptiveController,
-    ControllerSettings,
-    MonitoringInputs,
-)
+from edgesplit.orchestrator.controller import AdaptiveController
+from edgesplit.orchestrator.controller_settings import ControllerSettings, MonitoringInputs
 from edgesplit.orchestrator.events import Action, DecisionEvent
 from edgesplit.orchestrator.planner.cost import build_tables, evaluate
 from edgesplit.orchestrator.planner.problem import parse_problem

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from orch_world import MB, RunLog, World, make_controller, mec_world, run, start
 
-from edgesplit.orchestrator.controller import (
+from edgesplit.orchestrator.controller_settings import (
     ControllerSettings,
     ControllerState,
     IllegalTransitionError,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from orch_world import make_controller, mec_world, run, start
 
-from edgesplit.orchestrator.controller import ControllerSettings
+from edgesplit.orchestrator.controller_settings import ControllerSettings
 from edgesplit.orchestrator.events import Action, TriggerKind
 from edgesplit.orchestrator.triggers import Thresholds
 

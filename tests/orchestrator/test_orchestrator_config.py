@@ -13,7 +13,7 @@ from edgesplit.cluster.config import OrchestratorSection
 from edgesplit.cluster.loader import parse_cluster
 from edgesplit.errors import ConfigError
 from edgesplit.orchestrator.config import OrchestratorConfig
-from edgesplit.orchestrator.controller import ControllerSettings
+from edgesplit.orchestrator.controller_settings import ControllerSettings
 from edgesplit.orchestrator.move_cost import MoveSettings
 from edgesplit.orchestrator.planner.solve import SOLVERS
 from edgesplit.orchestrator.profiler import CapacityProfiler, LinkObservation, ProfilerSettings

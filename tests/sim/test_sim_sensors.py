@@ -8,7 +8,7 @@ import statistics
 
 from sim_world import make_blocks, make_scenario, make_world, run_mode
 
-from edgesplit.orchestrator.controller import MonitoringInputs
+from edgesplit.orchestrator.controller_settings import MonitoringInputs
 from edgesplit.orchestrator.profiler import link_key
 from edgesplit.sim.sensors import NoiseSettings
 from edgesplit.sim.truth import TrueCluster

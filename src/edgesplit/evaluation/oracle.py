@@ -18,8 +18,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgesplit.orchestrator.candidates import EvaluateFn, PlanFn, predicted
-from edgesplit.orchestrator.controller import (
-    AdaptiveController,
+from edgesplit.orchestrator.controller import AdaptiveController
+from edgesplit.orchestrator.controller_settings import (
     ControllerSettings,
     ControllerState,
     EventSink,

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgesplit.cluster.config import ClusterConfig, OrchestratorSection
-from edgesplit.orchestrator.controller import ControllerSettings
+from edgesplit.orchestrator.controller_settings import ControllerSettings
 from edgesplit.orchestrator.move_cost import MoveSettings
 from edgesplit.orchestrator.profiler import ProfilerSettings
 from edgesplit.orchestrator.service import ServiceSettings

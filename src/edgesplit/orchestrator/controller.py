@@ -11,10 +11,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from enum import Enum
-from typing import Literal, Protocol
+from typing import Literal
 
 from edgesplit.orchestrator.candidates import EvaluateFn, Guard, PlanFn, Problem, choose, predicted
+from edgesplit.orchestrator.controller_settings import (
+    ALLOWED_TRANSITIONS,
+    ControllerSettings,
+    ControllerState,
+    EventSink,
+    IllegalTransitionError,
+    MonitoringInputs,
+)
 from edgesplit.orchestrator.events import (
     Action,
     CandidateKind,
@@ -24,92 +31,19 @@ from edgesplit.orchestrator.events import (
     TriggerFiring,
     TriggerKind,
 )
-from edgesplit.orchestrator.move_cost import MoveSettings, holdings
+from edgesplit.orchestrator.move_cost import holdings
 from edgesplit.orchestrator.plans import Plan, boundaries_of
 from edgesplit.orchestrator.problem_builder import BlockCost, ClusterFacts, build_problem
 from edgesplit.orchestrator.profiler import (
     CapacityProfiler,
     EnvironmentState,
-    LatencyObservation,
-    LinkObservation,
-    NodeTelemetry,
-    ProfilerSettings,
-    WorkloadObservation,
 )
 from edgesplit.orchestrator.triggers import (
-    Hysteresis,
     PlanView,
-    Thresholds,
     TriggerState,
     active_links,
     should_reconfigure,
 )
-
-
-class EventSink(Protocol):
-    def append(self, event: DecisionEvent) -> int: ...
-
-    def update(self, event: DecisionEvent) -> None: ...
-
-
-class ControllerState(Enum):
-    CREATED = "created"  # no plan yet: bootstrap() or adopt() next
-    RUNNING = "running"  # monitoring on a committed plan
-    ROLLING_OUT = "rolling_out"  # a new epoch is being prepared/committed; no planning meanwhile
-    STOPPED = "stopped"  # terminal
-
-
-_ALLOWED = {
-    ControllerState.CREATED: {ControllerState.RUNNING, ControllerState.ROLLING_OUT, ControllerState.STOPPED},
-    ControllerState.RUNNING: {ControllerState.ROLLING_OUT, ControllerState.STOPPED},
-    ControllerState.ROLLING_OUT: {ControllerState.RUNNING, ControllerState.STOPPED},
-    ControllerState.STOPPED: set(),
-}
-
-
-class IllegalTransitionError(RuntimeError):
-    """A controller method was called in a state where it makes no sense (a caller bug)."""
-
-
-@dataclass(frozen=True)
-class ControllerSettings:
-    thresholds: Thresholds = Thresholds()
-    hysteresis: Hysteresis = Hysteresis()
-    move: MoveSettings = MoveSettings()
-    profiler: ProfilerSettings = ProfilerSettings()
-    min_relative_gain: float = 0.10
-    """A non-urgent change must cut predicted latency by this fraction, or fix a missed target."""
-    improvement_interval_s: float | None = 120.0
-    """With no trigger active, look for a clearly better plan this often (None: only on triggers, as
-    in the paper's Algorithm 1). This is how a recovered node wins its segments back — after T_cool,
-    and only if the gain beats ``improvement_min_gain`` and the move's cost."""
-    improvement_min_gain: float = 0.20
-    replan_interval_s: float = 10.0
-    """While a trigger stays active without a change, re-plan at most this often."""
-    heartbeat_timeout_s: float = 5.0
-    failed_node_exclusion_s: float = 60.0
-    """A node that failed a prepare is left out of plans this long (unless it is the only way)."""
-    settle_s: float = 5.0
-    """After a commit, wait this long before recording the measured latency against the prediction."""
-    confirm_s: float = 5.0
-    """A change asked for by the latency trigger alone (the noisiest figure: any busy moment moves it)
-    is made only if the same plan is chosen again at least this long later, from fresh measurements."""
-    privacy_default: Literal["high", "none"] = "high"
-    """Privacy mode of the problem when no privacy-high request is pending: "high" keeps critical blocks
-    on trusted nodes always; "none" lets them move until a privacy-high request arrives."""
-
-
-@dataclass(frozen=True)
-class MonitoringInputs:
-    """Everything that arrived since the last cycle."""
-
-    reports: Sequence[NodeTelemetry] = ()
-    links: Sequence[LinkObservation] = ()
-    latencies: Sequence[LatencyObservation] = ()
-    workload: WorkloadObservation | None = None
-    pending_privacy_high: int = 0
-    failed_nodes: frozenset[str] = frozenset()
-    """Nodes the gateway saw fail a step (faster than waiting for missed heartbeats)."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +94,7 @@ class AdaptiveController:
         )
 
     def _move_to(self, new: ControllerState) -> None:
-        if new not in _ALLOWED[self.state]:
+        if new not in ALLOWED_TRANSITIONS[self.state]:
             raise IllegalTransitionError(f"controller cannot go from {self.state.value} to {new.value}")
         self.state = new
 

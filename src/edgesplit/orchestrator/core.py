@@ -13,7 +13,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgesplit.orchestrator.controller import AdaptiveController, MonitoringInputs
+from edgesplit.orchestrator.controller import AdaptiveController
+from edgesplit.orchestrator.controller_settings import MonitoringInputs
 from edgesplit.orchestrator.events import Action, DecisionEvent
 from edgesplit.orchestrator.plans import ControlMessage, MessageKind, Plan
 from edgesplit.orchestrator.signing import SignedMessage, sign

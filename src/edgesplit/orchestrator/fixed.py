@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from edgesplit.orchestrator.candidates import EvaluateFn, PlanFn, Problem, predicted
-from edgesplit.orchestrator.controller import (
-    AdaptiveController,
+from edgesplit.orchestrator.controller import AdaptiveController
+from edgesplit.orchestrator.controller_settings import (
     ControllerSettings,
     ControllerState,
     EventSink,

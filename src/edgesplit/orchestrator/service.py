@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgesplit.errors import EdgesplitError
-from edgesplit.orchestrator.controller import MonitoringInputs
+from edgesplit.orchestrator.controller_settings import MonitoringInputs
 from edgesplit.orchestrator.core import OrchestratorCore, Step
 from edgesplit.orchestrator.events import Action, DecisionEvent, describe, json_safe
 from edgesplit.orchestrator.observations import NodeSeen, fold_report, gateway_inputs, to_node_telemetry

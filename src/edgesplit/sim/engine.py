@@ -18,7 +18,7 @@ import simpy
 
 from edgesplit.evaluation.load import RequestRecord
 from edgesplit.evaluation.workload import build_schedule
-from edgesplit.orchestrator.controller import MonitoringInputs
+from edgesplit.orchestrator.controller_settings import MonitoringInputs
 from edgesplit.orchestrator.core import OrchestratorCore, Step
 from edgesplit.orchestrator.events import Action, DecisionEvent
 from edgesplit.orchestrator.plans import Plan

@@ -12,7 +12,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edgesplit.orchestrator.controller import MonitoringInputs
+from edgesplit.orchestrator.controller_settings import MonitoringInputs
 from edgesplit.orchestrator.profiler import (
     LatencyObservation,
     LinkObservation,

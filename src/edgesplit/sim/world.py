@@ -18,7 +18,8 @@ from edgesplit.evaluation.oracle import OracleController, Truth, TruthSource
 from edgesplit.evaluation.scenario import Scenario
 from edgesplit.orchestrator.cluster_facts import declared_facts
 from edgesplit.orchestrator.config import OrchestratorConfig
-from edgesplit.orchestrator.controller import AdaptiveController, ControllerSettings
+from edgesplit.orchestrator.controller import AdaptiveController
+from edgesplit.orchestrator.controller_settings import ControllerSettings
 from edgesplit.orchestrator.core import OrchestratorCore
 from edgesplit.orchestrator.fixed import FixedController
 from edgesplit.orchestrator.problem_builder import BlockCost, ClusterFacts
