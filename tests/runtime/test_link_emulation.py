@@ -39,7 +39,7 @@ async def test_hop_time_over_emulated_link_matches_expected(prompt_tokens: int) 
         base, shaped = [], []
         try:
             await one_step()  # warm up channels
-            for _ in range(7):  # interleaved, so machine noise hits both alike
+            for _ in range(9):  # interleaved, so machine noise hits both alike
                 await admin.set_emulation(EmulationConfig())
                 base.append(await one_step())
                 await admin.set_emulation(shaped_config)
@@ -50,9 +50,10 @@ async def test_hop_time_over_emulated_link_matches_expected(prompt_tokens: int) 
     nbytes = shaped[0][1]
     assert nbytes == base[0][1] and nbytes > prompt_tokens * 8 * 4  # (T, 8) float32 plus framing
     expected = 0.020 + nbytes * 8 / 10e6
-    # Scheduling noise on a shared machine only ever adds time: compare the least-disturbed runs.
+    # Scheduling noise on a shared machine only ever adds time: compare the least-disturbed runs. The
+    # link must never be faster than emulated; a wake-up may come one scheduling quantum (~10 ms) late.
     measured = min(t for t, _ in shaped) - min(t for t, _ in base)
-    assert measured == pytest.approx(expected, rel=0.20), (measured, expected, nbytes)
+    assert 0.9 * expected <= measured <= 1.2 * expected + 0.010, (measured, expected, nbytes)
 
 
 async def test_no_link_delay_to_the_node_itself() -> None:
