@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 SHAPED_S = 1e-3
 """A probe that waited this long to get onto the link crossed a shaped (emulated) link."""
-RTT_FLOOR_S = 0.005
-"""RTT changes smaller than this are scheduling noise, not news."""
 COLLAPSE_FACTOR = 4.0
 """A medium probe taking this many times the target means the link collapsed: skip the full one."""
 
@@ -42,15 +40,8 @@ class ProbeSettings:
     small_bytes: int = 64
     target_s: float = 0.02
     """A bandwidth probe should occupy the link this long: long against timer and scheduling noise."""
-    max_link_fraction: float = 0.005
-    """While a link is steady, bandwidth probes use at most this share of its estimated capacity
-    (every ~4.5 s on a 400 Mbit/s link: probe calls, not bytes, are what costs a node CPU)."""
-    change_factor: float = 2.0
-    """A bandwidth estimate this many times off the last one, or an RTT jump of this factor, is news."""
-    change_rounds: int = 5
-    """After news, this many bandwidth rounds follow at the round period (up to ``change_link_fraction``
-    of the link), so the orchestrator's window sees the new level within seconds."""
-    change_link_fraction: float = 0.02
+    max_link_fraction: float = 0.02
+    """Bandwidth probes use at most this share of the link's estimated capacity."""
     min_probe_bytes: int = 4096
     max_probe_bytes: int = 1024 * 1024
     first_probe_bytes: int = 65536
@@ -66,10 +57,7 @@ class _PeerState:
     address: str
     size: int
     bandwidth_bps: float | None = None
-    rtt_s: float | None = None
     next_bandwidth_s: float = 0.0
-    eager_rounds: int = 0
-    """Bandwidth rounds still to run at the round period after a change was seen."""
     task: asyncio.Task[None] | None = None
 
 
@@ -125,34 +113,21 @@ class LinkProber:
         try:
             small = await self._probe(peer, state.address, s.small_bytes)
             now = time.monotonic()
-            if state.rtt_s is not None and _changed(small[1], state.rtt_s, s.change_factor, RTT_FLOOR_S):
-                state.eager_rounds, state.next_bandwidth_s = s.change_rounds, now  # measure it now
-            state.rtt_s = small[1]
             bandwidth = 0.0
             sent = 0
             if now >= state.next_bandwidth_s:
-                before = state.bandwidth_bps
                 bandwidth, sent = await self._bandwidth(peer, state, small)
-                if before and bandwidth > 0 and _changed(bandwidth, before, s.change_factor, 0.0):
-                    state.eager_rounds = s.change_rounds
-                state.next_bandwidth_s = now + self._spacing(state)
+                spacing = s.period_s
+                if state.bandwidth_bps:
+                    # Paced for what the next round will send (a round after a collapse sent more
+                    # than the new size, once; that must not silence the link for many seconds).
+                    upcoming = state.size + max(s.min_probe_bytes, state.size // 8)
+                    spacing = max(spacing, upcoming * 8 / (state.bandwidth_bps * s.max_link_fraction))
+                state.next_bandwidth_s = now + spacing
             self._seq += 1
             self._results.append(LinkProbeResult(peer, small[1], bandwidth, self._seq, sent))
         except (EdgesplitError, TimeoutError) as exc:
             log.debug("probe of %s failed: %s", peer, exc)
-
-    def _spacing(self, state: _PeerState) -> float:
-        """Until the next bandwidth round: paced for what it will send (a round after a collapse sent
-        more than the new size, once; that must not silence the link for long), faster after news."""
-        s = self.settings
-        if not state.bandwidth_bps:
-            return s.period_s
-        fraction = s.max_link_fraction
-        if state.eager_rounds > 0:
-            state.eager_rounds -= 1
-            fraction = s.change_link_fraction
-        upcoming = state.size + max(s.min_probe_bytes, state.size // 8)
-        return max(s.period_s, upcoming * 8 / (state.bandwidth_bps * fraction))
 
     async def _bandwidth(self, peer: str, state: _PeerState, small: tuple[float, float]) -> tuple[float, int]:
         """A medium probe (1/8 size), then the full one — unless the medium one alone took several
@@ -185,8 +160,3 @@ class LinkProber:
         async with asyncio.timeout(self.settings.timeout_s):
             await stub.probe(self.own_id, bytes(nbytes), self.settings.timeout_s)
         return wire_s, time.perf_counter() - started
-
-
-def _changed(new: float, old: float, factor: float, floor: float) -> bool:
-    """``new`` is ``factor`` times above or below ``old``, by more than ``floor``."""
-    return abs(new - old) > floor and (new > factor * old or new * factor < old)
