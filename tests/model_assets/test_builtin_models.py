@@ -92,7 +92,11 @@ def test_any_text_round_trips_through_every_tokenizer(text: str, tiny_models) ->
     for arch in ARCHS:
         tokenizer = _cached_tokenizer(tiny_models[arch], AutoTokenizer)
         ids = tokenizer(text)["input_ids"]
-        assert tokenizer.decode(ids, skip_special_tokens=True) == text
+        # Byte-level BPE loses nothing but what the tokenizer's own normaliser changes (transformers 5
+        # gives Qwen2's tokenizer its NFC normaliser: U+F900 comes back as U+8C48).
+        normalizer = tokenizer.backend_tokenizer.normalizer
+        expected = normalizer.normalize_str(text) if normalizer is not None else text
+        assert tokenizer.decode(ids, skip_special_tokens=True) == expected
 
 
 _TOKENIZERS: dict[Path, object] = {}
