@@ -41,7 +41,7 @@ class Authorise:
 
     def _refusal(self, scope: Scope) -> ApiError | None:
         path, method = scope["path"], scope["method"]
-        token = _header(scope, b"authorization").removeprefix("Bearer ").strip()
+        token = bearer_token(scope)
         if method in ("PUT", "POST") and path in ADMIN_WRITES:
             client = scope.get("client")
             host = client[0] if client else ""
@@ -82,8 +82,9 @@ def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
+def bearer_token(scope: Scope) -> str:
+    """The token of the request's ``Authorization: Bearer …`` header ("" when there is none)."""
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            return str(value.decode("latin-1")).removeprefix("Bearer ").strip()
     return ""

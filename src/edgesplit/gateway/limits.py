@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from edgesplit.gateway.auth import bearer_token
 from edgesplit.gateway.config import GatewayConfig
 
 Scope = MutableMapping[str, Any]
@@ -148,11 +149,9 @@ class RequestLimits:
         await self.app(scope, replay, send)
 
     def _client_key(self, scope: Scope) -> str:
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                token = value.decode("latin-1").removeprefix("Bearer ").strip()
-                if token in self.api_keys:
-                    return f"key:{token}"
+        token = bearer_token(scope)
+        if token in self.api_keys:
+            return f"key:{token}"
         client = scope.get("client")
         return f"addr:{client[0] if client else '?'}"
 
