@@ -136,6 +136,29 @@ def test_min_change_moves_least_within_epsilon(d: dict[str, Any], eps: float, da
     assert moved <= fewest
 
 
+def test_min_change_epsilon_is_relative_to_the_whole_phi() -> None:
+    """Found by the property above: Φ = latency + β·U with a constant U (no token rate). Keeping n1
+    costs Φ 7.83, moving to n0 5.83; within ε = 0.5 (8.75) the current plan must stay."""
+    d: dict[str, Any] = {
+        "blocks": [{"name": "b0", "work_ms": 8.0, "param_bytes": 1, "kv_bytes_per_token": 0, "out_bytes": 0}],
+        "nodes": [
+            {"id": "n0", "speed": 6.0, "mem_bytes": 1, "util": 0.0, "trusted": False},
+            {"id": "n1", "speed": 2.0, "mem_bytes": 1, "util": 0.25, "trusted": False},
+        ],
+        "links": [{"a": "n0", "b": "n1", "bandwidth_mbps": 1.0, "rtt_ms": 2.0}],
+        "input_bytes": 0,
+        "context_tokens": 0,
+        "sessions": 1,
+        "token_rate": 0.0,
+        "privacy": "high",
+        "weights": {"alpha": 1.0, "beta": 10.0, "gamma": 0.0},
+        "source": "n1",
+    }
+    assert oracle_cost(d, ["n1"])["phi"] <= 1.5 * oracle_cost(d, ["n0"])["phi"]
+    plan = solve(parse_problem(d), "exact", current=["n1"], min_change_epsilon=0.5)
+    assert list(plan.assignment) == ["n1"] and plan.moved_bytes == 0
+
+
 @FAST
 @given(problems(), st.data())
 def test_evaluate_agrees_with_oracle(d: dict[str, Any], data: st.DataObject) -> None:

@@ -233,7 +233,9 @@ def exact_search(
     if moved is None or outcome.scaled_value is None:
         return result
     # Min-change: within (1 + ε) of the best objective, fetch the fewest parameter bytes, then be cheapest.
-    model.cap_objective(math.floor(outcome.scaled_value * (1 + epsilon)))
+    # ε is relative to the whole Φ, including the constant β·U the model leaves out.
+    constant = const if opts.objective == "latency" else 0.0
+    model.cap_objective(math.floor(outcome.scaled_value * (1 + epsilon) + constant * epsilon * scale))
     model.hint(outcome.paths)
     moves = model.minimize_moves(moved)
     second = model.solve(max(deadline - time.perf_counter(), 0.5))
