@@ -97,6 +97,13 @@ class SessionNotFoundError(SessionError):
     code = "session_not_found"
 
 
+class StreamHaltedError(SessionError):
+    """A chain-driven session stopped feeding tokens back because the gateway halted it (not a failure:
+    its caches hold exactly the tokens delivered so far)."""
+
+    code = "stream_halted"
+
+
 class CapacityError(EdgesplitError):
     code = "capacity"
 

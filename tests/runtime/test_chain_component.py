@@ -116,7 +116,7 @@ async def test_bad_tensor_fails_only_its_session() -> None:
                 future = loop.create_future()
                 client._pending[10_000] = (f"bad-{name}", future)
                 await peers.node(route.hops[1].address).send_step(encode_step(env), 5.0)
-                outcome = await asyncio.wait_for(future, 5.0)
+                outcome, _arrived = await asyncio.wait_for(future, 5.0)
                 assert outcome.error_code == SessionError.code, (name, outcome)
                 assert outcome.failed_node_id == "n1"
             assert await good == _reference([1, 2, 3], 6)

@@ -44,6 +44,7 @@ NODE_METHODS = (
     "StepMany",
     "Ping",
     "EndSession",
+    "HaltSession",
     "Prepare",
     "Commit",
     "Release",
@@ -188,6 +189,8 @@ def _bad_steps(route: Route) -> list[tuple[int, str, node_pb2.StepRequest]]:
         step(0, "NaN budget", budget_s=math.nan),
         step(0, "negative budget", budget_s=-10.0),
         step(0, "1 MiB session id", session_id="s" * (1 << 20)),
+        step(0, "an endless chain-driven run", continue_steps=2**32 - 1, continue_budget_s=5.0),
+        step(0, "chain-driven run without a budget", continue_steps=3, continue_budget_s=math.nan),
     ]
 
 

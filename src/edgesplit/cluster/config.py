@@ -197,6 +197,8 @@ class GatewaySection(_Strict):
     request_timeout_s: float = Field(default=120.0, gt=0)
     step_timeout_s: float = Field(default=30.0, gt=0)
     max_concurrent_requests: int = Field(default=64, ge=1)
+    chain_driven: bool = True
+    """The last node feeds each token back to the first (false: one gateway round trip per token)."""
     port: int = Field(default=0, ge=0, le=65535)
     """Port for `edgesplit up`'s gateway on 127.0.0.1 (0: any free port)."""
 

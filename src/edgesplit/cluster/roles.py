@@ -136,6 +136,7 @@ def gateway_config(
         request_timeout_s=section.request_timeout_s,
         step_timeout_s=section.step_timeout_s,
         max_concurrent_requests=section.max_concurrent_requests,
+        chain_driven=section.chain_driven,
         max_reprefills=4,
         failover_wait_s=section.request_timeout_s,  # the orchestrator re-plans around a lost node
         privacy_wait_s=section.request_timeout_s / 2,  # and commits a privacy-keeping plan on demand

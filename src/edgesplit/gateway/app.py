@@ -85,6 +85,7 @@ def create_app(
         step_timeout_s=config.step_timeout_s,
         max_reprefills=config.max_reprefills,
         failover_wait_s=config.failover_wait_s,
+        chain_driven=config.chain_driven,
     )
     decoder = Decoder(client, routes, codec.eos_token_ids, limits)
     service = GatewayService(config, codec, decoder, metrics)

@@ -62,6 +62,9 @@ class GatewayConfig(BaseModel):
     """Deadline of one step over the whole chain."""
     max_concurrent_requests: int = Field(default=64, ge=1)
     """Requests decoded at once; more are answered 503 at once rather than queued without bound."""
+    chain_driven: bool = True
+    """Chain-driven decoding: the last node feeds each token back to the first and the gateway only
+    listens; false sends every step from the gateway (one more round trip per token)."""
     max_reprefills: int = Field(default=4, ge=0)
     """How often one request may rebuild its caches from history before giving up."""
     failover_wait_s: float = Field(default=0.0, ge=0)

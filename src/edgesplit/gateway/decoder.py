@@ -6,6 +6,7 @@ Owns each session's token history (what makes re-prefill possible); knows nothin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -29,6 +30,10 @@ class DecodeLimits:
     end_session_timeout_s: float = 2.0
     failover_wait_s: float = 0.0
     """A failed node: wait up to this long for a newer committed epoch, then re-prefill on it."""
+    chain_driven: bool = True
+    """Let the chain feed each token back to its first hop itself (clients with ``run_steps``), instead
+    of one gateway round trip per token."""
+    halt_timeout_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -109,16 +114,27 @@ class Decoder:
                     sampling=_step_sampling(request.sampling, state.completion_tokens),
                     privacy_high=request.privacy_high,
                 )
+                count = request.max_tokens - state.completion_tokens
+                results = self._results(route, step, count, deadline)
+                halting = False
                 try:
-                    step_started = time.perf_counter()
-                    result = await self._run_step(route, step, deadline)
-                    self.observations.step(
-                        route.epoch,
-                        time.perf_counter() - step_started,
-                        len(step.token_ids),
-                        len(history),
-                        list(result.timings),
-                    )
+                    async with contextlib.aclosing(results):
+                        async for result in results:
+                            # 4) Record, stop on EOS, else extend the history and hand the token out.
+                            session.fed = len(history)
+                            state.routes[route.epoch] = route
+                            state.timings.extend(result.timings)
+                            state.completion_tokens += 1
+                            if state.first_token_s is None:
+                                state.first_token_s = time.monotonic() - started
+                            if result.token_id in self._eos:
+                                state.finish_reason = "stop"
+                                return
+                            history.append(result.token_id)
+                            yield result.token_id
+                            if not halting and self._moved(route):  # stop the chain at a known token
+                                halting = True
+                                await self._halt(session)
                 except (SessionNotFoundError, NodeUnavailableError, TransportError) as exc:
                     # 3) A hop lost the cache (restart, eviction) or died: replay the history on a fresh
                     #    session — after a died node, on the orchestrator's recovery plan (newer epoch).
@@ -132,18 +148,6 @@ class Decoder:
                     self._end_later(session)
                     session = None
                     continue
-                # 4) Record, stop on EOS, else extend the history and hand the token out.
-                session.fed = len(history)
-                state.routes[route.epoch] = route
-                state.timings.extend(result.timings)
-                state.completion_tokens += 1
-                if state.first_token_s is None:
-                    state.first_token_s = time.monotonic() - started
-                if result.token_id in self._eos:
-                    state.finish_reason = "stop"
-                    return
-                history.append(result.token_id)
-                yield result.token_id
             state.finish_reason = "length"
         finally:
             self.observations.live_sessions -= 1
@@ -163,6 +167,49 @@ class Decoder:
 
     def untrusted_privacy_hops(self, route: Route) -> set[str]:
         return self._routes.untrusted_privacy_hops(route)
+
+    async def _results(
+        self, route: Route, step: ChainStep, count: int, deadline: float
+    ) -> AsyncGenerator[ChainResult, None]:
+        """``step``'s result, then — when the chain feeds tokens back itself — up to ``count - 1`` more."""
+        since, tokens, context = time.perf_counter(), len(step.token_ids), step.position + len(step.token_ids)
+        run_steps = getattr(self._client, "run_steps", None)
+        if run_steps is None or not self._limits.chain_driven or count <= 1:
+            result = await self._run_step(route, step, deadline)
+            took_s = time.perf_counter() - since
+            self.observations.step(route.epoch, took_s, tokens, context, list(result.timings))
+            yield result
+            return
+        stream = run_steps(route, step, count, tuple(sorted(self._eos)), self._limits.step_timeout_s)
+        async with contextlib.aclosing(stream):
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("request timed out")
+                async with asyncio.timeout(min(self._limits.step_timeout_s, remaining) + 1.0):
+                    try:
+                        result = await anext(stream)
+                    except StopAsyncIteration:
+                        return
+                # A fed-back step's latency: from the previous token's arrival to this one's.
+                arrived = result.arrived_s or time.perf_counter()
+                self.observations.step(route.epoch, arrived - since, tokens, context, list(result.timings))
+                since, tokens, context = arrived, 1, context + 1
+                yield result
+
+    def _moved(self, route: Route) -> bool:
+        plan = self._routes.plan
+        return plan is not None and plan.route.epoch != route.epoch
+
+    async def _halt(self, session: _Session) -> None:
+        """Ask the chain to stop feeding ``session`` back; if it cannot, the next step's error or
+        timeout moves the session anyway."""
+        halt = getattr(self._client, "halt", None)
+        if halt is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._limits.halt_timeout_s):
+                await halt(session.route, session.session_id)
 
     async def _run_step(self, route: Route, step: ChainStep, deadline: float) -> ChainResult:
         remaining = deadline - time.monotonic()

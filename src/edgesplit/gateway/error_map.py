@@ -42,6 +42,7 @@ ERROR_TABLE: dict[type[errors.EdgesplitError], tuple[int, str]] = {
     errors.ShardIntegrityError: (500, "server_error"),
     errors.SessionError: (500, "server_error"),
     errors.SessionNotFoundError: (503, "unavailable_error"),
+    errors.StreamHaltedError: (503, "unavailable_error"),
     errors.CapacityError: (503, "unavailable_error"),
     errors.TransportError: (503, "unavailable_error"),
     errors.NodeUnavailableError: (503, "unavailable_error"),

@@ -43,7 +43,10 @@ class GatewayObservations:
                 "latency_s": latency_s,
                 "tokens": tokens,
                 "context": context,
-                "hops": [{"node": h.node_id, "send_s": h.send_s, "compute_s": h.compute_s} for h in hops],
+                "hops": [
+                    {"node": h.node_id, "queue_s": h.queue_s, "compute_s": h.compute_s, "send_s": h.send_s}
+                    for h in hops
+                ],
             }
         )
 

@@ -12,6 +12,8 @@ from edgesplit.errors import SessionError
 from edgesplit.wire.messages import StepEnvelope
 
 MAX_SESSION_ID_CHARS = 256
+MAX_CONTINUE_STEPS = 8192
+"""Most tokens one request may have the chain feed back (a peer must not start an endless loop)."""
 
 
 def check_step_fields(env: StepEnvelope) -> None:
@@ -25,6 +27,11 @@ def check_step_fields(env: StepEnvelope) -> None:
         raise SessionError(f"{where}: budget_s must be a positive number of seconds, got {env.budget_s}")
     if env.position < 0:
         raise SessionError(f"{where}: position must be >= 0, got {env.position}")
+    if env.continue_steps > MAX_CONTINUE_STEPS:
+        limit = MAX_CONTINUE_STEPS
+        raise SessionError(f"{where}: continue_steps must be <= {limit}, got {env.continue_steps}")
+    if env.continue_steps and (not math.isfinite(env.continue_budget_s) or env.continue_budget_s <= 0):
+        raise SessionError(f"{where}: continue_budget_s must be a positive number of seconds")
     sampling = env.sampling
     if not math.isfinite(sampling.temperature) or sampling.temperature < 0:
         raise SessionError(f"{where}: temperature must be a finite number >= 0, got {sampling.temperature}")

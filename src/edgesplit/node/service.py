@@ -26,12 +26,14 @@ from edgesplit.errors import (
     ServiceDeadError,
     SessionError,
     SessionNotFoundError,
+    StreamHaltedError,
     TransportError,
 )
 from edgesplit.model.steps import SegmentStep
 from edgesplit.node.admission import check_step_fields
 from edgesplit.node.config import EmulationConfig, NodeConfig
 from edgesplit.node.control_gate import ControlGate, epoch_file_of
+from edgesplit.node.feedback import HaltedSessions, fed_back_step
 from edgesplit.node.join_profile import JoinProfile, profile_blocks
 from edgesplit.node.loading import SegmentSource
 from edgesplit.node.probes import LinkProber
@@ -98,6 +100,7 @@ class NodeService:
         self._spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None
         self._step_outboxes: dict[str, Outbox[EncodedStep]] = {}
         self._sink_outboxes: dict[str, Outbox[StepOutcome]] = {}
+        self._halted = HaltedSessions()
 
     def attach(self, spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
         """Give the service its supervisor (the agent's TaskGroup ``create_task``)."""
@@ -144,6 +147,8 @@ class NodeService:
         self.telemetry_state.count_in(nbytes)
         try:
             hop, segment = self._locate(env)
+            if env.continued and env.hop_index == 0 and env.session_id in self._halted:
+                raise StreamHaltedError(f"session {env.session_id} was halted by the gateway")
             self._check_privacy(env, hop)
             check_step_fields(env)
             if decode_error is not None:
@@ -209,9 +214,11 @@ class NodeService:
                     raise SessionError(
                         f"blocks {segment.shape.start}:{segment.shape.end} are last but sample no token"
                     )
-                outcome = StepOutcome(
-                    env.session_id, env.step_id, int(done.output.token_id), (*env.timings, mine)
-                )
+                token_id = int(done.output.token_id)
+                outcome = StepOutcome(env.session_id, env.step_id, token_id, (*env.timings, mine))
+                follow = fed_back_step(env, token_id)
+                if follow is not None:  # the next step first: it is on the critical path
+                    self._run(self._feed_back(follow))
                 await self._deliver(env, outcome, received, stamp=True)
             else:
                 if done.output.hidden is None:
@@ -250,6 +257,25 @@ class NodeService:
                 f"node {self.node_id} could not forward to {nxt.node_id} at {nxt.address}: {exc}"
             ) from exc
 
+    async def _feed_back(self, env: StepEnvelope) -> None:
+        """Send a fed-back step to hop 0 (this node: straight to its own queue, no network)."""
+        first = env.route.hops[0]
+        try:
+            if env.session_id in self._halted:
+                raise StreamHaltedError(f"session {env.session_id} was halted by the gateway")
+            if first.node_id == self.node_id:
+                await self.step(env, 0, None)
+                return
+            encoded = encode_step(env)
+            await self._peers.link(first.node_id).transmit(encoded.nbytes)
+            self.telemetry_state.count_out(encoded.nbytes)
+            await self._step_outbox(first.address).submit(encoded, max(env.budget_s, 1e-3))
+        except StreamHaltedError as exc:
+            await self._report(env, exc)
+        except EdgesplitError as exc:
+            lost = NodeUnavailableError(f"node {self.node_id} could not feed back to {first.node_id}: {exc}")
+            await self._report(env, lost, failed_node_id=first.node_id)
+
     async def _deliver(self, env: StepEnvelope, outcome: StepOutcome, received: float, stamp: bool) -> None:
         send_start = time.perf_counter()
         nbytes = outcome_nbytes(outcome)
@@ -266,6 +292,7 @@ class NodeService:
         try:
             await self._sink_outbox(env.reply_address).submit(outcome, timeout_s)
         except EdgesplitError as exc:
+            self._halted.halt(env.session_id)  # nobody is listening: stop feeding this session back
             log.warning(
                 "node %s could not deliver step %s to %s: %s",
                 self.node_id,
@@ -274,13 +301,17 @@ class NodeService:
                 exc,
             )
 
-    async def _report(self, env: StepEnvelope, error: EdgesplitError | Exception) -> None:
+    async def _report(
+        self, env: StepEnvelope, error: EdgesplitError | Exception, failed_node_id: str | None = None
+    ) -> None:
         """Tell the gateway this step failed here; failed_node_id names the culprit hop."""
-        self.telemetry_state.m_steps.labels("error").inc()
         code = error.code if isinstance(error, EdgesplitError) else ServiceDeadError.code
-        failed = self.node_id
-        if isinstance(error, NodeUnavailableError) and env.hop_index + 1 < len(env.route.hops):
-            failed = env.route.hops[env.hop_index + 1].node_id
+        if code != StreamHaltedError.code:
+            self.telemetry_state.m_steps.labels("error").inc()
+        failed = failed_node_id or self.node_id
+        nxt = env.hop_index + 1
+        if failed_node_id is None and isinstance(error, NodeUnavailableError) and nxt < len(env.route.hops):
+            failed = env.route.hops[nxt].node_id
         outcome = StepOutcome(
             env.session_id,
             env.step_id,
@@ -292,7 +323,13 @@ class NodeService:
         )
         await self._deliver(env, outcome, time.perf_counter(), stamp=False)
 
+    async def halt_session(self, session_id: str) -> int:
+        """Stop feeding ``session_id``'s tokens back from now on (``stream_halted`` instead)."""
+        self._halted.halt(session_id)
+        return 1
+
     async def end_session(self, session_id: str) -> int:
+        self._halted.forget(session_id)
         dropped = 0
         for segment in list(self._segments.values()):
             dropped += bool(

@@ -60,6 +60,8 @@ class ChainResult:
     session_id: str
     token_id: int
     timings: tuple[HopTiming, ...] = field(default_factory=tuple)
+    arrived_s: float = 0.0
+    """``time.perf_counter()`` when the result reached this process (0: not recorded)."""
 
 
 class SegmentClient(Protocol):

@@ -2,7 +2,9 @@
 
 Nodes forward activations node to node; the last node (or any node that fails) delivers the step's
 outcome to this client's tiny sink server, so each decode step crosses each hop once and one small
-message returns. Every wait has a deadline; a failure anywhere surfaces as the mapped error.
+message returns. With ``run_steps`` the last node also feeds each token straight back to the first
+(chain-driven decoding): the gateway sends a request's first step only and listens. Every wait has a
+deadline; a failure anywhere surfaces as the mapped error.
 
 Steps for the same first hop submitted within a few event-loop turns (concurrent sessions resuming
 after one batched result) leave as one ``StepMany`` call, so the first node sees them as one batch.
@@ -15,13 +17,19 @@ import contextlib
 import itertools
 import math
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import grpc
 import torch
 
-from edgesplit.errors import EdgesplitError, NodeUnavailableError, SegmentSpecError, TransportError
+from edgesplit.errors import (
+    EdgesplitError,
+    NodeUnavailableError,
+    SegmentSpecError,
+    StreamHaltedError,
+    TransportError,
+)
 from edgesplit.transport.base import ChainResult, ChainStep, Route
 from edgesplit.transport.link import LinkShaper, LinkSpec
 from edgesplit.transport.outbox import Outbox
@@ -64,7 +72,8 @@ class GrpcSegmentClient:
         self._server: grpc.aio.Server | None = None
         self._starting: asyncio.Task[None] | None = None
         self.reply_address = ""
-        self._pending: dict[int, tuple[str, asyncio.Future[StepOutcome]]] = {}  # step id -> (session, result)
+        # step id -> (session, (result, arrival time))
+        self._pending: dict[int, tuple[str, asyncio.Future[tuple[StepOutcome, float]]]] = {}
         self._ids = itertools.count(1)
         self._closed = False
         self._max_steps_per_call = max_steps_per_call
@@ -134,59 +143,105 @@ class GrpcSegmentClient:
     def _on_outcome(self, outcome: StepOutcome) -> None:
         session_id, future = self._pending.get(outcome.step_id, ("", None))
         if future is not None and not future.done() and session_id == outcome.session_id:
-            future.set_result(outcome)
+            future.set_result((outcome, time.perf_counter()))
 
     async def run_step(self, route: Route, step: ChainStep, timeout_s: float) -> ChainResult:
         """One step over the chain; raises the error a hop reported (e.g. SessionNotFoundError)."""
+        async with contextlib.aclosing(self.run_steps(route, step, 1, (), timeout_s)) as results:
+            async for result in results:
+                return result
+        raise StreamHaltedError(f"session {step.session_id} is halted")  # only a fed-back step can be
+
+    async def run_steps(
+        self, route: Route, step: ChainStep, count: int, stop_token_ids: tuple[int, ...], timeout_s: float
+    ) -> AsyncIterator[ChainResult]:
+        """Chain-driven decoding: ``step``, then up to ``count - 1`` steps the last hop feeds back to
+        hop 0 itself (ending after a token of ``stop_token_ids``). Yields each result as it arrives;
+        ends early, without error, when the session was halted (``halt``). ``timeout_s`` bounds each
+        step; a hop's error is raised as for ``run_step``."""
         if self._closed:
             raise TransportError("the gRPC segment client is closed")
         if not route.hops:
             raise SegmentSpecError("a route needs at least one hop")
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
         await self.start()
         started = time.perf_counter()
-        step_id = next(self._ids)
-        future: asyncio.Future[StepOutcome] = asyncio.get_running_loop().create_future()
-        self._pending[step_id] = (step.session_id, future)
-        first = route.hops[0]
+        base = next(self._ids)
+        self._ids = itertools.count(base + count)  # ids base .. base + count - 1 belong to this run
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[tuple[StepOutcome, float]]] = []
+        for i in range(count):
+            futures.append(loop.create_future())
+            self._pending[base + i] = (step.session_id, futures[i])
         try:
-            env = StepEnvelope(
-                session_id=step.session_id,
-                step_id=step_id,
-                route=route,
-                hop_index=0,
-                position=step.position,
-                inputs=torch.tensor(step.token_ids, dtype=torch.int64),
-                sampling=step.sampling,
-                reply_address=self.reply_address,
-                reply_node_id=self.source_node_id,
-                budget_s=timeout_s,
-                privacy_high=step.privacy_high,
-            )
-            encoded = encode_step(env)
-            await self._peers.link(first.node_id).transmit(encoded.nbytes)
-            encoded.message.budget_s = timeout_s - (time.perf_counter() - started)
-            try:
-                await self._outbox(first.address).submit(encoded, max(encoded.message.budget_s, 1e-3))
-            except EdgesplitError as exc:
-                lost = NodeUnavailableError(f"first hop {first.node_id} at {first.address}: {exc}")
-                lost.node_id = first.node_id
-                raise lost from exc
-            remaining = timeout_s - (time.perf_counter() - started)
-            try:
-                outcome = await asyncio.wait_for(future, max(remaining, 1e-3))
-            except TimeoutError:
-                raise TransportError(
-                    f"step of session {step.session_id} got no result within {timeout_s:.3f} s "
-                    f"over {' -> '.join(h.node_id for h in route.hops)}"
-                ) from None
+            await self._send_first(route, step, base, count - 1, stop_token_ids, timeout_s, started)
+            for i, future in enumerate(futures):
+                wait_s = timeout_s - (time.perf_counter() - started) if i == 0 else timeout_s
+                try:
+                    outcome, arrived = await asyncio.wait_for(future, max(wait_s, 1e-3))
+                except TimeoutError:
+                    raise TransportError(
+                        f"step of session {step.session_id} got no result within {timeout_s:.3f} s "
+                        f"over {' -> '.join(h.node_id for h in route.hops)}"
+                    ) from None
+                if outcome.error_code == StreamHaltedError.code:
+                    return
+                if not outcome.ok:
+                    where = f" (at node {outcome.failed_node_id})" if outcome.failed_node_id else ""
+                    error = error_from_code(outcome.error_code, f"{outcome.error_message}{where}")
+                    error.node_id = outcome.failed_node_id
+                    raise error
+                yield ChainResult(step.session_id, outcome.token_id, outcome.timings, arrived)
+                if outcome.token_id in stop_token_ids:
+                    return
         finally:
-            self._pending.pop(step_id, None)
-        if not outcome.ok:
-            where = f" (at node {outcome.failed_node_id})" if outcome.failed_node_id else ""
-            error = error_from_code(outcome.error_code, f"{outcome.error_message}{where}")
-            error.node_id = outcome.failed_node_id
-            raise error
-        return ChainResult(step.session_id, outcome.token_id, outcome.timings)
+            for i in range(count):
+                self._pending.pop(base + i, None)
+
+    async def _send_first(
+        self,
+        route: Route,
+        step: ChainStep,
+        step_id: int,
+        continue_steps: int,
+        stop_token_ids: tuple[int, ...],
+        timeout_s: float,
+        started: float,
+    ) -> None:
+        first = route.hops[0]
+        env = StepEnvelope(
+            session_id=step.session_id,
+            step_id=step_id,
+            route=route,
+            hop_index=0,
+            position=step.position,
+            inputs=torch.tensor(step.token_ids, dtype=torch.int64),
+            sampling=step.sampling,
+            reply_address=self.reply_address,
+            reply_node_id=self.source_node_id,
+            budget_s=timeout_s,
+            privacy_high=step.privacy_high,
+            continue_steps=continue_steps,
+            stop_token_ids=stop_token_ids,
+            continue_budget_s=timeout_s if continue_steps else 0.0,
+        )
+        encoded = encode_step(env)
+        await self._peers.link(first.node_id).transmit(encoded.nbytes)
+        encoded.message.budget_s = timeout_s - (time.perf_counter() - started)
+        try:
+            await self._outbox(first.address).submit(encoded, max(encoded.message.budget_s, 1e-3))
+        except EdgesplitError as exc:
+            lost = NodeUnavailableError(f"first hop {first.node_id} at {first.address}: {exc}")
+            lost.node_id = first.node_id
+            raise lost from exc
+
+    async def halt(self, route: Route, session_id: str) -> None:
+        """Stop the chain feeding ``session_id``'s tokens back (its caches stay; see ``run_steps``)."""
+        addresses = {hop.address for hop in route.hops}
+        await asyncio.gather(
+            *(self._peers.node(a).halt_session(session_id, END_SESSION_TIMEOUT_S) for a in sorted(addresses))
+        )
 
     async def end_session(self, route: Route, session_id: str) -> None:
         """Free the session on every node of the route; a node that is gone has nothing to free."""

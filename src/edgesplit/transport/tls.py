@@ -32,6 +32,7 @@ NODE_POLICY: Mapping[str, frozenset[Role]] = {
     "SetEmulation": CONTROL_ROLES,
     "ExportKV": frozenset({Role.GATEWAY}),  # a session's KV cache is its data: only the gateway moves it
     "ImportKV": frozenset({Role.GATEWAY}),
+    "HaltSession": frozenset({Role.GATEWAY}),
 }
 """Node RPCs restricted by the caller's certificate role; the rest (health, telemetry, ping,
 EndSession) take any certificate of the cluster."""

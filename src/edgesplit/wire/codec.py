@@ -84,6 +84,10 @@ def envelope_to_pb(env: StepEnvelope) -> node_pb2.StepRequest:
         timings=_timings_to_pb(env.timings),
         budget_s=env.budget_s,
         privacy_none=not env.privacy_high,
+        continue_steps=env.continue_steps,
+        stop_token_ids=env.stop_token_ids,
+        continue_budget_s=env.continue_budget_s,
+        continued=env.continued,
     )
 
 
@@ -118,6 +122,10 @@ def envelope_from_pb(
         timings=_timings_from_pb(msg.timings),
         budget_s=msg.budget_s,
         privacy_high=not msg.privacy_none,
+        continue_steps=msg.continue_steps,
+        stop_token_ids=tuple(msg.stop_token_ids),
+        continue_budget_s=msg.continue_budget_s,
+        continued=msg.continued,
     )
     return env, error
 

@@ -24,6 +24,7 @@ STATUS_BY_ERROR: dict[type[E.EdgesplitError], grpc.StatusCode] = {
     E.ShardIntegrityError: grpc.StatusCode.DATA_LOSS,
     E.SessionError: grpc.StatusCode.INVALID_ARGUMENT,
     E.SessionNotFoundError: grpc.StatusCode.NOT_FOUND,
+    E.StreamHaltedError: grpc.StatusCode.ABORTED,
     E.CapacityError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     E.TransportError: grpc.StatusCode.UNAVAILABLE,
     E.NodeUnavailableError: grpc.StatusCode.UNAVAILABLE,

@@ -37,6 +37,14 @@ class StepEnvelope:
     budget_s: float = 30.0
     privacy_high: bool = True
     """The request's privacy tag: an untrusted node refuses privacy-critical blocks for it."""
+    continue_steps: int = 0
+    """Chain-driven decoding: the last hop feeds its token back to hop 0 for this many more steps."""
+    stop_token_ids: tuple[int, ...] = ()
+    """Tokens after which the chain stops feeding back (the gateway's EOS ids)."""
+    continue_budget_s: float = 0.0
+    """The budget of each fed-back step."""
+    continued: bool = False
+    """This step was fed back by the chain, not sent by the gateway."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ class NodeHandler(Protocol):
 
     async def end_session(self, session_id: str) -> int: ...
 
+    async def halt_session(self, session_id: str) -> int: ...
+
     async def prepare(self, plan_json: bytes, signature: bytes) -> EpochState: ...
 
     async def commit(self, epoch: int, signed: bytes = b"", signature: bytes = b"") -> EpochState: ...
@@ -94,6 +96,12 @@ class _NodeServicer(node_pb2_grpc.NodeServicer):
     ) -> node_pb2.EndSessionReply:
         dropped = await self._call(context, lambda: self._h.end_session(request.session_id))
         return node_pb2.EndSessionReply(dropped=int(dropped))  # type: ignore[call-overload]
+
+    async def HaltSession(
+        self, request: node_pb2.EndSessionRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.EndSessionReply:
+        halted = await self._call(context, lambda: self._h.halt_session(request.session_id))
+        return node_pb2.EndSessionReply(dropped=int(halted))  # type: ignore[call-overload]
 
     async def Prepare(
         self, request: node_pb2.PrepareRequest, context: grpc.aio.ServicerContext

@@ -101,10 +101,15 @@ class NodeStub:
         return int(reply.received_bytes)
 
     async def end_session(self, session_id: str, timeout_s: float) -> int:
+        return await self._session_call(self._stub.EndSession, session_id, timeout_s)
+
+    async def halt_session(self, session_id: str, timeout_s: float) -> int:
+        """Stop the chain feeding this session's tokens back (its caches stay)."""
+        return await self._session_call(self._stub.HaltSession, session_id, timeout_s)
+
+    async def _session_call(self, method: Any, session_id: str, timeout_s: float) -> int:
         try:
-            reply = await self._stub.EndSession(
-                node_pb2.EndSessionRequest(session_id=session_id), timeout=timeout_s
-            )
+            reply = await method(node_pb2.EndSessionRequest(session_id=session_id), timeout=timeout_s)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self._peer) from None
         return int(reply.dropped)

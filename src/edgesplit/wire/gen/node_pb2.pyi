@@ -53,7 +53,7 @@ class HopTiming(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., queue_s: _Optional[float] = ..., compute_s: _Optional[float] = ..., send_s: _Optional[float] = ...) -> None: ...
 
 class StepRequest(_message.Message):
-    __slots__ = ("session_id", "step_id", "epoch", "hops", "hop_index", "position", "inputs", "sampling", "reply_address", "reply_node_id", "timings", "budget_s", "privacy_none")
+    __slots__ = ("session_id", "step_id", "epoch", "hops", "hop_index", "position", "inputs", "sampling", "reply_address", "reply_node_id", "timings", "budget_s", "privacy_none", "continue_steps", "stop_token_ids", "continue_budget_s", "continued")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,10 @@ class StepRequest(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     BUDGET_S_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_NONE_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_STEPS_FIELD_NUMBER: _ClassVar[int]
+    STOP_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_BUDGET_S_FIELD_NUMBER: _ClassVar[int]
+    CONTINUED_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     step_id: int
     epoch: int
@@ -80,7 +84,11 @@ class StepRequest(_message.Message):
     timings: _containers.RepeatedCompositeFieldContainer[HopTiming]
     budget_s: float
     privacy_none: bool
-    def __init__(self, session_id: _Optional[str] = ..., step_id: _Optional[int] = ..., epoch: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[HopSpec, _Mapping]]] = ..., hop_index: _Optional[int] = ..., position: _Optional[int] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., reply_address: _Optional[str] = ..., reply_node_id: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[HopTiming, _Mapping]]] = ..., budget_s: _Optional[float] = ..., privacy_none: _Optional[bool] = ...) -> None: ...
+    continue_steps: int
+    stop_token_ids: _containers.RepeatedScalarFieldContainer[int]
+    continue_budget_s: float
+    continued: bool
+    def __init__(self, session_id: _Optional[str] = ..., step_id: _Optional[int] = ..., epoch: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[HopSpec, _Mapping]]] = ..., hop_index: _Optional[int] = ..., position: _Optional[int] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., reply_address: _Optional[str] = ..., reply_node_id: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[HopTiming, _Mapping]]] = ..., budget_s: _Optional[float] = ..., privacy_none: _Optional[bool] = ..., continue_steps: _Optional[int] = ..., stop_token_ids: _Optional[_Iterable[int]] = ..., continue_budget_s: _Optional[float] = ..., continued: _Optional[bool] = ...) -> None: ...
 
 class StepAck(_message.Message):
     __slots__ = ()

@@ -54,6 +54,11 @@ class NodeStub:
                 request_serializer=node__pb2.EndSessionRequest.SerializeToString,
                 response_deserializer=node__pb2.EndSessionReply.FromString,
                 _registered_method=True)
+        self.HaltSession = channel.unary_unary(
+                '/edgesplit.v1.Node/HaltSession',
+                request_serializer=node__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=node__pb2.EndSessionReply.FromString,
+                _registered_method=True)
         self.Prepare = channel.unary_unary(
                 '/edgesplit.v1.Node/Prepare',
                 request_serializer=node__pb2.PrepareRequest.SerializeToString,
@@ -119,6 +124,14 @@ class NodeServicer:
 
     def EndSession(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HaltSession(self, request, context):
+        """Stop feeding a session's tokens back (its caches stay): the next fed-back step is answered with
+        a `stream_halted` result instead.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -191,6 +204,11 @@ def add_NodeServicer_to_server(servicer, server):
             ),
             'EndSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EndSession,
+                    request_deserializer=node__pb2.EndSessionRequest.FromString,
+                    response_serializer=node__pb2.EndSessionReply.SerializeToString,
+            ),
+            'HaltSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.HaltSession,
                     request_deserializer=node__pb2.EndSessionRequest.FromString,
                     response_serializer=node__pb2.EndSessionReply.SerializeToString,
             ),
@@ -341,6 +359,33 @@ class Node:
             request,
             target,
             '/edgesplit.v1.Node/EndSession',
+            node__pb2.EndSessionRequest.SerializeToString,
+            node__pb2.EndSessionReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HaltSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.Node/HaltSession',
             node__pb2.EndSessionRequest.SerializeToString,
             node__pb2.EndSessionReply.FromString,
             options,
