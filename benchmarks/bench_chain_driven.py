@@ -15,8 +15,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from harness import undisturbed_scenario
+
 from edgesplit.evaluation.runner import run_scenario
-from edgesplit.evaluation.scenario import Scenario, load_scenario
+from edgesplit.evaluation.scenario import Scenario
 
 VARIANTS = {"per-step": False, "chain-driven": True}
 
@@ -33,13 +35,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=40.0)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    scenario = load_scenario(args.scenario)
-    update: dict[str, float] = {"duration_s": args.duration}
-    if args.rate is not None:
-        update["rate_rps"] = args.rate
-    scenario = scenario.model_copy(
-        update={"events": [], "workload": scenario.workload.model_copy(update=update)}
-    )
+    scenario = undisturbed_scenario(args.scenario, args.duration, args.rate)
     figures: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in VARIANTS}
     for round_index in range(args.rounds):
         order = list(VARIANTS) if round_index % 2 == 0 else list(reversed(VARIANTS))

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import psutil
+from harness import undisturbed_scenario
 
 from edgesplit.evaluation.runner import run_scenario
-from edgesplit.evaluation.scenario import load_scenario
 
 
 def _role(cmdline: list[str]) -> str:
@@ -65,13 +65,7 @@ def main() -> None:
         help="seconds into the run (start-up included)",
     )
     args = parser.parse_args()
-    scenario = load_scenario(args.scenario)
-    update: dict[str, float] = {"duration_s": args.duration}
-    if args.rate is not None:
-        update["rate_rps"] = args.rate
-    scenario = scenario.model_copy(
-        update={"events": [], "workload": scenario.workload.model_copy(update=update)}
-    )
+    scenario = undisturbed_scenario(args.scenario, args.duration, args.rate)
     cpu: dict[str, float] = {}
     watcher = threading.Thread(target=_measure, args=(args.start_after, args.window, cpu), daemon=True)
     watcher.start()

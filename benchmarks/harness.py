@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -74,3 +75,14 @@ def record(benchmark: str, figures: dict[str, object]) -> Path:
     }
     path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o)))
     return path
+
+
+def undisturbed_scenario(path: Path, duration_s: float, rate_rps: float | None = None) -> Any:
+    """A scenario file's undisturbed part (events dropped), ``duration_s`` long, maybe at another rate."""
+    from edgesplit.evaluation.scenario import load_scenario
+
+    scenario = load_scenario(path)
+    update: dict[str, float] = {"duration_s": duration_s}
+    if rate_rps is not None:
+        update["rate_rps"] = rate_rps
+    return scenario.model_copy(update={"events": [], "workload": scenario.workload.model_copy(update=update)})
