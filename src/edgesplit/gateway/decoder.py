@@ -84,6 +84,8 @@ class Decoder:
         self._limits = limits
         self._cleanup: set[asyncio.Task[None]] = set()
         self.cutover = cutover_for(client, lambda: self.observations.samples)
+        self._chain_driven = limits.chain_driven and hasattr(client, "run_steps") and hasattr(client, "halt")
+        """Run requests as chain-driven streams (the client can, and the limits allow it)."""
 
     async def generate(self, request: GenerationRequest, state: GenerationState) -> AsyncGenerator[int, None]:
         """Yield generated token ids (EOS excluded); sets ``state.finish_reason`` to stop or length.
@@ -114,9 +116,9 @@ class Decoder:
                     sampling=_step_sampling(request.sampling, state.completion_tokens),
                     privacy_high=request.privacy_high,
                 )
-                count = request.max_tokens - state.completion_tokens
+                count = request.max_tokens - state.completion_tokens if self._chain_driven else 1
                 results = self._results(route, step, count, deadline)
-                halting = False
+                halting = count <= 1  # a single step has no stream to halt
                 try:
                     async with contextlib.aclosing(results):
                         async for result in results:
@@ -171,16 +173,17 @@ class Decoder:
     async def _results(
         self, route: Route, step: ChainStep, count: int, deadline: float
     ) -> AsyncGenerator[ChainResult, None]:
-        """``step``'s result, then — when the chain feeds tokens back itself — up to ``count - 1`` more."""
+        """``step``'s result, then up to ``count - 1`` more that the chain feeds back itself."""
         since, tokens, context = time.perf_counter(), len(step.token_ids), step.position + len(step.token_ids)
-        run_steps = getattr(self._client, "run_steps", None)
-        if run_steps is None or not self._limits.chain_driven or count <= 1:
+        if count <= 1:
             result = await self._run_step(route, step, deadline)
             took_s = time.perf_counter() - since
             self.observations.step(route.epoch, took_s, tokens, context, list(result.timings))
             yield result
             return
-        stream = run_steps(route, step, count, tuple(sorted(self._eos)), self._limits.step_timeout_s)
+        stream = self._client.run_steps(  # type: ignore[attr-defined]
+            route, step, count, tuple(sorted(self._eos)), self._limits.step_timeout_s
+        )
         async with contextlib.aclosing(stream):
             while True:
                 remaining = deadline - time.monotonic()
@@ -204,12 +207,9 @@ class Decoder:
     async def _halt(self, session: _Session) -> None:
         """Ask the chain to stop feeding ``session`` back; if it cannot, the next step's error or
         timeout moves the session anyway."""
-        halt = getattr(self._client, "halt", None)
-        if halt is None:
-            return
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self._limits.halt_timeout_s):
-                await halt(session.route, session.session_id)
+                await self._client.halt(session.route, session.session_id)  # type: ignore[attr-defined]
 
     async def _run_step(self, route: Route, step: ChainStep, deadline: float) -> ChainResult:
         remaining = deadline - time.monotonic()
